@@ -8,8 +8,13 @@
 //!
 //! Every fast kernel has a scalar twin; tests compare them.
 
+pub mod matmul;
+pub mod quants;
+
+pub use matmul::matmul;
+pub use quants::{dequantize_row, supports};
+
 use gguf::GgmlType;
-use half::{bf16, f16};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -41,47 +46,3 @@ impl<'a> QMatrix<'a> {
     }
 }
 
-/// Whether [`dequantize_row`] and [`matmul`] handle `ty`.
-pub fn supports(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
-}
-
-/// Dequantizes `dst.len()` values (a whole number of blocks) from `src`.
-pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), KernelError> {
-    match ty {
-        GgmlType::F32 => {
-            for (d, s) in dst.iter_mut().zip(src.chunks_exact(4)) {
-                *d = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-            }
-        }
-        GgmlType::F16 => {
-            for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                *d = f16::from_le_bytes([s[0], s[1]]).to_f32();
-            }
-        }
-        GgmlType::BF16 => {
-            for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                *d = bf16::from_le_bytes([s[0], s[1]]).to_f32();
-            }
-        }
-        other => return Err(KernelError::UnsupportedType(other)),
-    }
-    Ok(())
-}
-
-/// `y[t, r] = Σ_c x[t, c] · W[r, c]` for `t < n`.
-///
-/// `x`: `[n, w.cols]`, `y`: `[n, w.rows]`. Reference implementation: dequantizes one row at a
-/// time (the fast paths come later and are tested against this one).
-pub fn matmul(w: &QMatrix, x: &[f32], n: usize, y: &mut [f32]) {
-    assert_eq!(x.len(), n * w.cols);
-    assert_eq!(y.len(), n * w.rows);
-    let mut row = vec![0f32; w.cols];
-    for r in 0..w.rows {
-        dequantize_row(w.ty, w.row(r), &mut row).expect("type checked at load");
-        for t in 0..n {
-            let xt = &x[t * w.cols..(t + 1) * w.cols];
-            y[t * w.rows + r] = row.iter().zip(xt).map(|(a, b)| a * b).sum();
-        }
-    }
-}
