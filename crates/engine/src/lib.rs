@@ -1,1 +1,23 @@
-//! engine (to be written)
+//! # engine: the library people embed
+//!
+//! Map of the crate:
+//! - [`chat`]: [`ChatTemplate`] renders the model's Jinja chat template for a list of
+//!   [`ChatMessage`]s.
+//! - [`EngineError`]: everything that can fail, naming the file, key or token at fault.
+
+pub mod chat;
+
+pub use chat::{ChatMessage, ChatTemplate};
+
+use std::path::PathBuf;
+
+/// Errors of the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Gguf(#[from] gguf::GgufError),
+    #[error("{path}: the model has no chat template (metadata key 'tokenizer.chat_template'); use a plain prompt instead")]
+    NoChatTemplate { path: PathBuf },
+    #[error("chat template: {msg}")]
+    Template { msg: String },
+}
