@@ -3,9 +3,14 @@
 //! Map of the crate:
 //! - [`chat`]: [`ChatTemplate`] renders the model's Jinja chat template for a list of
 //!   [`ChatMessage`]s.
+//! - [`text`]: [`text::TextStream`] turns token bytes into printable text, whole UTF-8
+//!   characters only, holding back what may be the start of a stop string.
+//! - [`logprobs`]: top-N log-probabilities of a logits row.
 //! - [`EngineError`]: everything that can fail, naming the file, key or token at fault.
 
 pub mod chat;
+pub mod logprobs;
+pub mod text;
 
 pub use chat::{ChatMessage, ChatTemplate};
 
