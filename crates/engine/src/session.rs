@@ -110,6 +110,9 @@ pub struct LoopParams<'a> {
     pub batch: usize,
 }
 
+/// Receives the logits of a chunk (`[rows, n_vocab]`) and the index of its first token.
+type RowSink<'a> = &'a mut dyn FnMut(usize, &[f32]);
+
 /// Reusable buffers and the record of what the KV cache holds.
 #[derive(Debug, Default)]
 pub struct Session {
@@ -158,7 +161,7 @@ impl Session {
         ids: &[u32],
         from: usize,
         batch: usize,
-        mut on_rows: Option<&mut dyn FnMut(usize, &[f32])>,
+        mut on_rows: Option<RowSink>,
     ) -> Result<(), EngineError> {
         fwd.truncate(from);
         self.cached.truncate(from);
