@@ -1,0 +1,112 @@
+//! [`KvCache`]: the per-conversation state of a model — the KV store plus the forward pass's
+//! scratch buffers (allocated once, grown to the largest batch seen, never per token).
+
+use crate::error::{ModelError, Result};
+use crate::layers::kv_cache::KvStore;
+
+/// Activation buffers of one forward pass. Every field is grown with [`crate::ops::grow`]
+/// before use; an architecture may use `extra` for buffers of its own.
+#[derive(Clone, Debug, Default)]
+pub struct Scratch {
+    /// `[n, n_embd]` residual stream
+    pub x: Vec<f32>,
+    /// `[n, n_embd]` normalised input of a sub-layer
+    pub xn: Vec<f32>,
+    /// `[n, q_dim]` queries
+    pub q: Vec<f32>,
+    /// `[n, k_dim]` keys
+    pub k: Vec<f32>,
+    /// `[n, v_dim]` values
+    pub v: Vec<f32>,
+    /// `[n, n_head * head_dim_v]` attention output (before the output projection)
+    pub att: Vec<f32>,
+    /// `[n, n_embd]` output of a projection, added to the residual
+    pub proj: Vec<f32>,
+    /// `[n, n_ff]` gate activations
+    pub gate: Vec<f32>,
+    /// `[n, n_ff]` up activations
+    pub up: Vec<f32>,
+    /// `[n, n_rot/2]` RoPE cosines, `[n, n_rot/2]` sines
+    pub cos: Vec<f32>,
+    pub sin: Vec<f32>,
+    /// `[n_ctx]` attention scores of one head
+    pub scores: Vec<f32>,
+    /// `[n_out, n_embd]` final hidden rows of the tokens that want logits
+    pub out_x: Vec<f32>,
+    /// `[n_slots]` next expected position per slot (batch validation)
+    pub next_pos: Vec<usize>,
+    /// Buffers an architecture needs beyond the above.
+    pub extra: Vec<Vec<f32>>,
+}
+
+/// A KV cache of `n_slots` independent sequences of up to `n_ctx` positions each.
+/// Made by [`crate::Model::new_cache`]; use it only with the model that made it.
+#[derive(Clone, Debug)]
+pub struct KvCache {
+    pub(crate) kv: KvStore,
+    pub(crate) scratch: Scratch,
+}
+
+impl KvCache {
+    pub(crate) fn new(kv: KvStore) -> KvCache {
+        let scratch = Scratch {
+            next_pos: vec![0; kv.n_slots],
+            ..Scratch::default()
+        };
+        KvCache { kv, scratch }
+    }
+
+    pub fn n_slots(&self) -> usize {
+        self.kv.n_slots
+    }
+
+    pub fn n_ctx(&self) -> usize {
+        self.kv.n_ctx
+    }
+
+    /// Positions filled in `slot` (the next token of that sequence goes at this position).
+    pub fn len(&self, slot: usize) -> usize {
+        self.kv.len(slot)
+    }
+
+    /// Whether every slot is empty.
+    pub fn is_empty(&self) -> bool {
+        self.kv.is_empty()
+    }
+
+    fn check_slot(&self, slot: usize) -> Result<()> {
+        if slot >= self.kv.n_slots {
+            return Err(ModelError::BadCache(format!(
+                "slot {slot} does not exist (the cache has {} slots)",
+                self.kv.n_slots
+            )));
+        }
+        Ok(())
+    }
+
+    /// Forgets everything in `slot`.
+    pub fn clear_slot(&mut self, slot: usize) -> Result<()> {
+        self.truncate(slot, 0)
+    }
+
+    /// Forgets every slot.
+    pub fn clear(&mut self) {
+        for s in 0..self.kv.n_slots {
+            self.kv.set_len(s, 0);
+        }
+    }
+
+    /// Keeps the first `len` positions of `slot` (`len` at most the current length), e.g. to
+    /// re-use a shared prompt prefix.
+    pub fn truncate(&mut self, slot: usize, len: usize) -> Result<()> {
+        self.check_slot(slot)?;
+        let cur = self.kv.len(slot);
+        if len > cur {
+            return Err(ModelError::BadCache(format!(
+                "cannot truncate slot {slot} to {len} positions: it holds only {cur}"
+            )));
+        }
+        self.kv.set_len(slot, len);
+        Ok(())
+    }
+}

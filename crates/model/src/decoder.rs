@@ -1,0 +1,333 @@
+//! The llama-style decoder shared by several architectures:
+//!
+//! ```text
+//! x = token_embd[token]
+//! per layer:  x += o( attention( rope(qk_norm(q(norm(x)))), rope(qk_norm(k(norm(x)))), v(norm(x)) ) )
+//!             x += down( silu(gate(norm(x))) * up(norm(x)) )
+//! logits = output( norm(x) )          (output = token_embd when output.weight is absent)
+//! ```
+//!
+//! Optional pieces are found by tensor name: biases on any projection (`blk.N.attn_q.bias`…),
+//! q/k norms either per head (`[head_dim]`) or over the whole projection (`[n_head*head_dim]`).
+
+use gguf::GgufFile;
+
+use crate::arch::Architecture;
+use crate::batch::Batch;
+use crate::cache::Scratch;
+use crate::error::{ModelError, Result};
+use crate::hparams::HParams;
+use crate::layers::attention::{attend, AttnParams};
+use crate::layers::ffn::swiglu;
+use crate::layers::kv_cache::KvStore;
+use crate::layers::norm::{rms_norm, rms_norm_inplace};
+use crate::layers::rope::{Rope, RopeStyle};
+use crate::ops::{add_inplace, grow};
+use crate::weights::{Linear, Loader, Matrix};
+
+/// Largest vocabulary accepted (rows of `token_embd.weight`).
+pub const MAX_VOCAB: usize = 1 << 22;
+
+/// What differs between llama-like architectures.
+#[derive(Clone, Debug)]
+pub struct DecoderOptions {
+    pub rope_style: RopeStyle,
+    /// Fail at load when `attn_q_norm`/`attn_k_norm` are missing (qwen3).
+    pub require_qk_norm: bool,
+}
+
+impl Default for DecoderOptions {
+    fn default() -> Self {
+        DecoderOptions {
+            rope_style: RopeStyle::Norm,
+            require_qk_norm: false,
+        }
+    }
+}
+
+/// An RMSNorm on queries or keys: per head (qwen3, gemma3) or over the whole projection (olmo2).
+#[derive(Clone, Debug)]
+pub enum QkNorm {
+    /// `[head_dim]`, applied to each head.
+    PerHead(Vec<f32>),
+    /// `[n_heads * head_dim]`, applied to the whole row.
+    Whole(Vec<f32>),
+}
+
+impl QkNorm {
+    fn load(ld: &Loader, name: &str, head_dim: usize, whole: usize) -> Result<Option<QkNorm>> {
+        let Some(t) = ld.file.tensor_info(name) else {
+            return Ok(None);
+        };
+        if t.dims == [whole as u64] && whole != head_dim {
+            Ok(Some(QkNorm::Whole(ld.vector(name, whole)?)))
+        } else {
+            Ok(Some(QkNorm::PerHead(ld.vector(name, head_dim)?)))
+        }
+    }
+
+    /// Normalises `x` (`[n, whole]`) in place.
+    pub fn apply(&self, x: &mut [f32], eps: f32) {
+        match self {
+            QkNorm::PerHead(w) | QkNorm::Whole(w) => rms_norm_inplace(x, w, eps),
+        }
+    }
+}
+
+/// One transformer block.
+#[derive(Clone, Debug)]
+pub struct DecoderLayer {
+    /// `[n_embd]`
+    pub attn_norm: Vec<f32>,
+    /// `[q_dim, n_embd]`, `[k_dim, n_embd]`, `[v_dim, n_embd]`, `[n_embd, n_head*head_dim_v]`
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    pub q_norm: Option<QkNorm>,
+    pub k_norm: Option<QkNorm>,
+    /// `[n_embd]`
+    pub ffn_norm: Vec<f32>,
+    /// `[n_ff, n_embd]`, `[n_ff, n_embd]`, `[n_embd, n_ff]`
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+/// A loaded llama-like model.
+#[derive(Clone, Debug)]
+pub struct Decoder {
+    pub hp: HParams,
+    pub opts: DecoderOptions,
+    pub vocab: usize,
+    /// `[vocab, n_embd]`
+    pub tok_embd: Matrix,
+    pub layers: Vec<DecoderLayer>,
+    /// `[n_embd]`
+    pub output_norm: Vec<f32>,
+    /// `[vocab, n_embd]` (a copy of `tok_embd`'s info when tied)
+    pub output: Linear,
+    pub rope: Rope,
+    pub attn: AttnParams,
+}
+
+impl Decoder {
+    /// Loads and validates every tensor of a llama-like model.
+    pub fn load(file: &GgufFile, hp: HParams, opts: DecoderOptions) -> Result<Decoder> {
+        let ld = Loader::new(file);
+        let d = hp.n_embd;
+        if hp.n_ff == 0 {
+            return Err(ModelError::BadHparam {
+                key: format!("{}.feed_forward_length", hp.arch),
+                msg: "missing or zero".into(),
+            });
+        }
+        let tok_embd = ld.matrix_any_rows("token_embd.weight", d, MAX_VOCAB)?;
+        let vocab = tok_embd.rows;
+        let output = match ld.linear_opt("output", vocab, d)? {
+            Some(l) => l,
+            None => Linear {
+                w: tok_embd.clone(),
+                b: None,
+            },
+        };
+        let output_norm = ld.vector("output_norm.weight", d)?;
+        let att_out = hp.n_head * hp.head_dim_v;
+        let mut layers = Vec::with_capacity(hp.n_layer);
+        for i in 0..hp.n_layer {
+            let p = |s: &str| format!("blk.{i}.{s}");
+            let q_norm = QkNorm::load(&ld, &p("attn_q_norm.weight"), hp.head_dim, hp.q_dim())?;
+            let k_norm = QkNorm::load(&ld, &p("attn_k_norm.weight"), hp.head_dim, hp.k_dim())?;
+            if opts.require_qk_norm && (q_norm.is_none() || k_norm.is_none()) {
+                let missing = if q_norm.is_none() {
+                    "attn_q_norm"
+                } else {
+                    "attn_k_norm"
+                };
+                return Err(gguf::GgufError::MissingTensor {
+                    path: file.path().to_path_buf(),
+                    tensor: p(&format!("{missing}.weight")),
+                }
+                .into());
+            }
+            layers.push(DecoderLayer {
+                attn_norm: ld.vector(&p("attn_norm.weight"), d)?,
+                q: ld.linear(&p("attn_q"), hp.q_dim(), d)?,
+                k: ld.linear(&p("attn_k"), hp.k_dim(), d)?,
+                v: ld.linear(&p("attn_v"), hp.v_dim(), d)?,
+                o: ld.linear(&p("attn_output"), d, att_out)?,
+                q_norm,
+                k_norm,
+                ffn_norm: ld.vector(&p("ffn_norm.weight"), d)?,
+                gate: ld.linear(&p("ffn_gate"), hp.n_ff, d)?,
+                up: ld.linear(&p("ffn_up"), hp.n_ff, d)?,
+                down: ld.linear(&p("ffn_down"), d, hp.n_ff)?,
+            });
+        }
+        let rope = Rope::new(opts.rope_style, hp.n_rot, hp.rope_base);
+        let attn = AttnParams {
+            n_head: hp.n_head,
+            n_head_kv: hp.n_head_kv,
+            head_dim: hp.head_dim,
+            head_dim_v: hp.head_dim_v,
+            scale: 1.0 / (hp.head_dim as f32).sqrt(),
+            softcap: None,
+            window: None,
+        };
+        Ok(Decoder {
+            hp,
+            opts,
+            vocab,
+            tok_embd,
+            layers,
+            output_norm,
+            output,
+            rope,
+            attn,
+        })
+    }
+}
+
+/// Runs the attention of every batch token against its slot (keys/values already stored).
+///
+/// `q`: `[n, n_head*head_dim]` → `att`: `[n, n_head*head_dim_v]`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_batch(
+    p: &AttnParams,
+    kv: &KvStore,
+    layer: usize,
+    batch: &Batch,
+    q: &[f32],
+    scores: &mut [f32],
+    att: &mut [f32],
+) {
+    let (qd, od) = (p.n_head * p.head_dim, p.n_head * p.head_dim_v);
+    for t in 0..batch.len() {
+        let slot = batch.seq_ids[t];
+        attend(
+            p,
+            &q[t * qd..(t + 1) * qd],
+            kv.keys(layer, slot),
+            kv.values(layer, slot),
+            batch.positions[t] as usize,
+            scores,
+            &mut att[t * od..(t + 1) * od],
+        );
+    }
+}
+
+/// Copies the rows of `x` (`[n, d]`) whose logits are wanted into `out` (`[n_out, d]`).
+pub fn gather_outputs(batch: &Batch, x: &[f32], d: usize, out: &mut [f32]) -> usize {
+    let mut j = 0;
+    for (t, &want) in batch.logits.iter().enumerate() {
+        if want {
+            out[j * d..(j + 1) * d].copy_from_slice(&x[t * d..(t + 1) * d]);
+            j += 1;
+        }
+    }
+    j
+}
+
+impl Architecture for Decoder {
+    fn hparams(&self) -> &HParams {
+        &self.hp
+    }
+
+    fn vocab(&self) -> usize {
+        self.vocab
+    }
+
+    fn forward(
+        &self,
+        file: &GgufFile,
+        batch: &Batch,
+        kv: &mut KvStore,
+        s: &mut Scratch,
+        logits: &mut [f32],
+    ) -> Result<()> {
+        let hp = &self.hp;
+        let n = batch.len();
+        let d = hp.n_embd;
+        let (qd, kd, vd) = (hp.q_dim(), hp.k_dim(), hp.v_dim());
+        let od = hp.n_head * hp.head_dim_v;
+        let ff = hp.n_ff;
+        let half = self.rope.half();
+        grow(&mut s.x, n * d);
+        grow(&mut s.xn, n * d);
+        grow(&mut s.q, n * qd);
+        grow(&mut s.k, n * kd);
+        grow(&mut s.v, n * vd);
+        grow(&mut s.att, n * od);
+        grow(&mut s.proj, n * d);
+        grow(&mut s.gate, n * ff);
+        grow(&mut s.up, n * ff);
+        grow(&mut s.cos, n * half);
+        grow(&mut s.sin, n * half);
+        grow(&mut s.scores, kv.n_ctx);
+        // Views of exactly this batch's size.
+        let x = &mut s.x[..n * d]; // [n, n_embd]
+        let xn = &mut s.xn[..n * d]; // [n, n_embd]
+        let q = &mut s.q[..n * qd]; // [n, q_dim]
+        let k = &mut s.k[..n * kd]; // [n, k_dim]
+        let v = &mut s.v[..n * vd]; // [n, v_dim]
+        let att = &mut s.att[..n * od]; // [n, n_head*head_dim_v]
+        let proj = &mut s.proj[..n * d]; // [n, n_embd]
+        let gate = &mut s.gate[..n * ff]; // [n, n_ff]
+        let up = &mut s.up[..n * ff]; // [n, n_ff]
+        let cos = &mut s.cos[..n * half]; // [n, n_rot/2]
+        let sin = &mut s.sin[..n * half]; // [n, n_rot/2]
+
+        for (t, &tok) in batch.tokens.iter().enumerate() {
+            self.tok_embd
+                .row_f32(file, tok as usize, &mut x[t * d..(t + 1) * d]);
+        }
+        self.rope.tables(&batch.positions, cos, sin);
+
+        for (l, layer) in self.layers.iter().enumerate() {
+            // Attention block.
+            rms_norm(x, &layer.attn_norm, hp.norm_eps, xn);
+            layer.q.forward(file, xn, n, q);
+            layer.k.forward(file, xn, n, k);
+            layer.v.forward(file, xn, n, v);
+            if let Some(qn) = &layer.q_norm {
+                qn.apply(q, hp.norm_eps);
+            }
+            if let Some(kn) = &layer.k_norm {
+                kn.apply(k, hp.norm_eps);
+            }
+            self.rope.apply(q, hp.n_head, hp.head_dim, cos, sin);
+            self.rope.apply(k, hp.n_head_kv, hp.head_dim, cos, sin);
+            for t in 0..n {
+                let (slot, pos) = (batch.seq_ids[t], batch.positions[t] as usize);
+                kv.write(
+                    l,
+                    slot,
+                    pos,
+                    &k[t * kd..(t + 1) * kd],
+                    &v[t * vd..(t + 1) * vd],
+                );
+            }
+            attention_batch(&self.attn, kv, l, batch, q, &mut s.scores, att);
+            layer.o.forward(file, att, n, proj);
+            add_inplace(x, proj);
+
+            // Feed-forward block.
+            rms_norm(x, &layer.ffn_norm, hp.norm_eps, xn);
+            layer.gate.forward(file, xn, n, gate);
+            layer.up.forward(file, xn, n, up);
+            swiglu(gate, up);
+            layer.down.forward(file, gate, n, proj);
+            add_inplace(x, proj);
+        }
+
+        // Final norm and output projection, only for the rows that want logits.
+        let n_out = batch.n_outputs();
+        grow(&mut s.out_x, n_out * d);
+        let out_x = &mut s.out_x[..n_out * d]; // [n_out, n_embd]
+        gather_outputs(batch, x, d, out_x);
+        let normed = &mut xn[..n_out * d]; // [n_out, n_embd]
+        rms_norm(out_x, &self.output_norm, hp.norm_eps, normed);
+        self.output.forward(file, normed, n_out, logits);
+        Ok(())
+    }
+}

@@ -1,0 +1,42 @@
+//! [`ModelError`]: everything that can go wrong loading or running a model.
+
+use gguf::{GgmlType, GgufError};
+
+/// Errors of the `model` crate. Each names the file, key, tensor or batch field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error(
+        "unsupported architecture '{arch}' (general.architecture); lume supports: {supported}"
+    )]
+    UnsupportedArch { arch: String, supported: String },
+    #[error("metadata key '{key}': {msg}")]
+    BadHparam { key: String, msg: String },
+    #[error("tensor '{tensor}' has shape {found:?} (GGUF order), expected {expected:?}")]
+    TensorShape {
+        tensor: String,
+        expected: Vec<u64>,
+        found: Vec<u64>,
+    },
+    #[error("tensor '{tensor}' has type {ty}, which lume's kernels do not support")]
+    UnsupportedType { tensor: String, ty: GgmlType },
+    #[error("bad batch: {0}")]
+    BadBatch(String),
+    #[error("token id {token} at batch index {index} is out of range (vocabulary size {vocab})")]
+    TokenOutOfRange {
+        token: u32,
+        index: usize,
+        vocab: usize,
+    },
+    #[error("slot {slot}: position {pos} is beyond the cache context of {n_ctx} positions")]
+    ContextFull {
+        slot: usize,
+        pos: usize,
+        n_ctx: usize,
+    },
+    #[error("bad cache request: {0}")]
+    BadCache(String),
+}
+
+pub type Result<T> = std::result::Result<T, ModelError>;

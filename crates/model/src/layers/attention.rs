@@ -1,0 +1,225 @@
+//! Causal grouped-query attention of one query token over one cache slot.
+//!
+//! Query head `h` reads KV head `h / (n_head / n_head_kv)`. A query at position `p` sees the keys
+//! at positions `start..=p` of its own slot, where `start` is 0, or `p + 1 - window` with a
+//! sliding window. Scores are `q·k · scale`, optionally soft-capped (`cap · tanh(s / cap)`).
+
+use crate::ops;
+
+/// The shape and variant of an attention layer.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnParams {
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    /// Size of a query/key head.
+    pub head_dim: usize,
+    /// Size of a value head.
+    pub head_dim_v: usize,
+    /// Multiplies `q·k` (usually `1/sqrt(head_dim)`).
+    pub scale: f32,
+    /// Attention logit soft-cap (gemma2), applied after `scale`.
+    pub softcap: Option<f32>,
+    /// Sliding window: a query sees at most this many positions, its own included.
+    pub window: Option<usize>,
+}
+
+impl AttnParams {
+    /// The first key position a query at `pos` may see.
+    #[inline]
+    pub fn first_key(&self, pos: usize) -> usize {
+        match self.window {
+            Some(w) => (pos + 1).saturating_sub(w),
+            None => 0,
+        }
+    }
+}
+
+/// Attention for one query token at position `pos`.
+///
+/// - `q`: `[n_head * head_dim]`, already rotated.
+/// - `keys`: the slot's keys, `[>= pos+1, n_head_kv * head_dim]`.
+/// - `values`: the slot's values, `[>= pos+1, n_head_kv * head_dim_v]`.
+/// - `scores`: scratch of at least `pos + 1` values.
+/// - `out`: `[n_head * head_dim_v]`.
+pub fn attend(
+    p: &AttnParams,
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    pos: usize,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let group = p.n_head / p.n_head_kv;
+    let (kd, vd) = (p.n_head_kv * p.head_dim, p.n_head_kv * p.head_dim_v);
+    let first = p.first_key(pos);
+    let n_keys = pos + 1 - first;
+    let scores = &mut scores[..n_keys];
+    for h in 0..p.n_head {
+        let kvh = h / group;
+        let qh = &q[h * p.head_dim..(h + 1) * p.head_dim];
+        for (j, s) in scores.iter_mut().enumerate() {
+            let kpos = first + j;
+            let k = &keys[kpos * kd + kvh * p.head_dim..][..p.head_dim];
+            let mut v = ops::dot(qh, k) * p.scale;
+            if let Some(cap) = p.softcap {
+                v = cap * (v / cap).tanh();
+            }
+            *s = v;
+        }
+        ops::softmax(scores);
+        let oh = &mut out[h * p.head_dim_v..(h + 1) * p.head_dim_v];
+        oh.fill(0.0);
+        for (j, &w) in scores.iter().enumerate() {
+            let vpos = first + j;
+            ops::axpy(
+                w,
+                &values[vpos * vd + kvh * p.head_dim_v..][..p.head_dim_v],
+                oh,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(window: Option<usize>) -> AttnParams {
+        AttnParams {
+            n_head: 4,
+            n_head_kv: 2,
+            head_dim: 8,
+            head_dim_v: 8,
+            scale: 1.0 / 8f32.sqrt(),
+            softcap: None,
+            window,
+        }
+    }
+
+    fn data(n: usize, seed: f32) -> Vec<f32> {
+        (0..n).map(|i| ((i as f32 + 0.5) * seed).sin()).collect()
+    }
+
+    /// Naive reference: full score matrix with -inf outside the allowed range.
+    fn naive(
+        p: &AttnParams,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        pos: usize,
+        n_pos: usize,
+    ) -> Vec<f32> {
+        let group = p.n_head / p.n_head_kv;
+        let kd = p.n_head_kv * p.head_dim;
+        let mut out = vec![0f32; p.n_head * p.head_dim_v];
+        for h in 0..p.n_head {
+            let kvh = h / group;
+            let mut s: Vec<f32> = (0..n_pos)
+                .map(|j| {
+                    let allowed = j <= pos && j >= p.first_key(pos);
+                    if !allowed {
+                        return f32::NEG_INFINITY;
+                    }
+                    (0..p.head_dim)
+                        .map(|d| q[h * p.head_dim + d] * k[j * kd + kvh * p.head_dim + d])
+                        .sum::<f32>()
+                        * p.scale
+                })
+                .collect();
+            let m = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let z: f32 = s.iter().map(|x| (x - m).exp()).sum();
+            for x in s.iter_mut() {
+                *x = (*x - m).exp() / z;
+            }
+            for j in 0..n_pos {
+                for d in 0..p.head_dim_v {
+                    out[h * p.head_dim_v + d] += s[j] * v[j * kd + kvh * p.head_dim_v + d];
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn causal_mask_and_gqa_match_naive() {
+        let n_pos = 10;
+        for window in [None, Some(3)] {
+            let p = params(window);
+            let k = data(n_pos * 16, 0.37);
+            let v = data(n_pos * 16, 0.91);
+            let q = data(32, 1.3);
+            for pos in 0..n_pos {
+                let mut scores = vec![0f32; n_pos];
+                let mut out = vec![0f32; 32];
+                attend(&p, &q, &k, &v, pos, &mut scores, &mut out);
+                let r = naive(&p, &q, &k, &v, pos, n_pos);
+                for (a, b) in out.iter().zip(&r) {
+                    assert!((a - b).abs() < 1e-5, "pos {pos} window {window:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn future_and_out_of_window_keys_are_ignored() {
+        let p = params(Some(4));
+        let n_pos = 12;
+        let mut k = data(n_pos * 16, 0.37);
+        let mut v = data(n_pos * 16, 0.91);
+        let q = data(32, 1.3);
+        let pos = 6;
+        let mut scores = vec![0f32; n_pos];
+        let mut a = vec![0f32; 32];
+        attend(&p, &q, &k, &v, pos, &mut scores, &mut a);
+        // Scribble over the future (7..) and the positions before the window (0..3).
+        for j in (0..3).chain(7..n_pos) {
+            for d in 0..16 {
+                k[j * 16 + d] = 1e6;
+                v[j * 16 + d] = -1e6;
+            }
+        }
+        let mut b = vec![0f32; 32];
+        attend(&p, &q, &k, &v, pos, &mut scores, &mut b);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn first_position_returns_its_own_value() {
+        let p = params(None);
+        let k = data(16, 0.37);
+        let v = data(16, 0.91);
+        let q = data(32, 1.3);
+        let mut scores = [0f32; 1];
+        let mut out = vec![0f32; 32];
+        attend(&p, &q, &k, &v, 0, &mut scores, &mut out);
+        // Heads 0,1 read KV head 0; heads 2,3 read KV head 1.
+        assert_eq!(&out[0..8], &v[0..8]);
+        assert_eq!(&out[8..16], &v[0..8]);
+        assert_eq!(&out[16..24], &v[8..16]);
+        assert_eq!(&out[24..32], &v[8..16]);
+    }
+
+    #[test]
+    fn softcap_bounds_scores() {
+        let mut p = params(None);
+        p.softcap = Some(1.0);
+        let n_pos = 2;
+        // Key 1 is huge and aligned with q: without a cap it takes all the weight.
+        let q = vec![1.0f32; 32];
+        let mut k = vec![0f32; n_pos * 16];
+        for d in 0..16 {
+            k[16 + d] = 100.0;
+        }
+        let mut v = vec![0f32; n_pos * 16];
+        for d in 0..16 {
+            v[16 + d] = 1.0;
+        }
+        let mut scores = vec![0f32; n_pos];
+        let mut out = vec![0f32; 32];
+        attend(&p, &q, &k, &v, 1, &mut scores, &mut out);
+        // Capped scores: 0 and ~1 → weight of key 1 = e/(1+e).
+        let w = 1f32.exp() / (1.0 + 1f32.exp());
+        assert!((out[0] - w).abs() < 1e-4, "{}", out[0]);
+    }
+}
