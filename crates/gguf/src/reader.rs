@@ -121,22 +121,22 @@ impl GgufFile {
             pos: 0,
             path: &path,
         };
-        let magic = c.bytes(4, "magic")?;
+        let magic = c.bytes(4, || "magic".into())?;
         if magic != MAGIC {
             return Err(GgufError::BadMagic {
                 path: path.clone(),
                 magic: magic.to_vec(),
             });
         }
-        let version = c.u32("version")?;
+        let version = c.u32(|| "version".into())?;
         if version != 2 && version != 3 {
             return Err(GgufError::UnsupportedVersion {
                 path: path.clone(),
                 version,
             });
         }
-        let n_tensors = c.u64("tensor count")?;
-        let n_kv = c.u64("metadata count")?;
+        let n_tensors = c.u64(|| "tensor count".into())?;
+        let n_kv = c.u64(|| "metadata count".into())?;
         // A key-value pair takes at least 8 (key length) + 4 (type) + 1 bytes; a tensor info
         // at least 8 + 4 + 8 + 4 + 8.
         c.check_count(n_kv, 13, "metadata count")?;
@@ -145,12 +145,14 @@ impl GgufFile {
         let mut metadata = Vec::with_capacity(n_kv as usize);
         let mut key_index = HashMap::with_capacity(n_kv as usize);
         for i in 0..n_kv {
-            let key = c.string(&format!("metadata key #{i}"))?;
-            let ty_id = c.u32(&format!("type of metadata key '{key}'"))?;
-            let ty = ValueType::from_id(ty_id).ok_or_else(|| c.invalid(
-                format!("metadata key '{key}'"),
-                format!("unknown value type {ty_id}"),
-            ))?;
+            let key = c.string(|| format!("metadata key #{i}"))?;
+            let ty_id = c.u32(|| format!("type of metadata key '{key}'"))?;
+            let ty = ValueType::from_id(ty_id).ok_or_else(|| {
+                c.invalid(
+                    format!("metadata key '{key}'"),
+                    format!("unknown value type {ty_id}"),
+                )
+            })?;
             let value = c.value(ty, &key, 0)?;
             if key_index.insert(key.clone(), metadata.len()).is_some() {
                 return Err(c.invalid(format!("metadata key '{key}'"), "appears twice".into()));
@@ -177,22 +179,24 @@ impl GgufFile {
         let mut tensors = Vec::with_capacity(n_tensors as usize);
         let mut tensor_index = HashMap::with_capacity(n_tensors as usize);
         for i in 0..n_tensors {
-            let name = c.string(&format!("name of tensor #{i}"))?;
+            let name = c.string(|| format!("name of tensor #{i}"))?;
             let terr = |msg: String| GgufError::Tensor {
                 path: path.clone(),
                 tensor: name.clone(),
                 msg,
             };
-            let n_dims = c.u32(&format!("dimension count of tensor '{name}'"))? as usize;
+            let n_dims = c.u32(|| format!("dimension count of tensor '{name}'"))? as usize;
             if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(terr(format!("has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")));
+                return Err(terr(format!(
+                    "has {n_dims} dimensions (1 to {MAX_DIMS} allowed)"
+                )));
             }
             let mut dims = Vec::with_capacity(n_dims);
             for d in 0..n_dims {
-                dims.push(c.u64(&format!("dimension {d} of tensor '{name}'"))?);
+                dims.push(c.u64(|| format!("dimension {d} of tensor '{name}'"))?);
             }
-            let ty_id = c.u32(&format!("type of tensor '{name}'"))?;
-            let offset = c.u64(&format!("offset of tensor '{name}'"))?;
+            let ty_id = c.u32(|| format!("type of tensor '{name}'"))?;
+            let offset = c.u64(|| format!("offset of tensor '{name}'"))?;
             let ty = GgmlType::from_id(ty_id)
                 .ok_or_else(|| terr(format!("unknown tensor type id {ty_id}")))?;
             if dims.contains(&0) {
@@ -351,17 +355,24 @@ impl GgufFile {
     /// An array of strings.
     pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>> {
         let v = self.require(key)?;
-        let items = v.as_array().ok_or_else(|| self.wrong(key, "array of string", v))?;
+        let items = v
+            .as_array()
+            .ok_or_else(|| self.wrong(key, "array of string", v))?;
         items
             .iter()
-            .map(|x| x.as_str().ok_or_else(|| self.wrong(key, "array of string", x)))
+            .map(|x| {
+                x.as_str()
+                    .ok_or_else(|| self.wrong(key, "array of string", x))
+            })
             .collect()
     }
 
     /// An array of numbers, as f32.
     pub fn get_f32_array(&self, key: &str) -> Result<Vec<f32>> {
         let v = self.require(key)?;
-        let items = v.as_array().ok_or_else(|| self.wrong(key, "array of number", v))?;
+        let items = v
+            .as_array()
+            .ok_or_else(|| self.wrong(key, "array of number", v))?;
         items
             .iter()
             .map(|x| {
@@ -375,10 +386,15 @@ impl GgufFile {
     /// An array of integers, as i64.
     pub fn get_i64_array(&self, key: &str) -> Result<Vec<i64>> {
         let v = self.require(key)?;
-        let items = v.as_array().ok_or_else(|| self.wrong(key, "array of integer", v))?;
+        let items = v
+            .as_array()
+            .ok_or_else(|| self.wrong(key, "array of integer", v))?;
         items
             .iter()
-            .map(|x| x.as_i64().ok_or_else(|| self.wrong(key, "array of integer", x)))
+            .map(|x| {
+                x.as_i64()
+                    .ok_or_else(|| self.wrong(key, "array of integer", x))
+            })
             .collect()
     }
 
@@ -401,10 +417,22 @@ impl GgufFile {
             })
     }
 
-    /// The bytes of a tensor, straight from the mapping (never copied).
+    /// The bytes of a tensor, straight from the mapping (never copied). `t` must come from
+    /// this file (its bounds were checked when the file was opened); a `TensorInfo` made up
+    /// or taken from another file that does not fit is a programming error and panics.
     pub fn tensor_data(&self, t: &TensorInfo) -> &[u8] {
-        let start = (self.data_offset + t.offset) as usize;
-        &self.storage[start..start + t.size as usize]
+        let span = self
+            .data_offset
+            .checked_add(t.offset)
+            .and_then(|s| Some((s, s.checked_add(t.size)?)))
+            .and_then(|(s, e)| self.storage.get(s as usize..e as usize));
+        span.unwrap_or_else(|| {
+            panic!(
+                "{}: tensor_data: tensor '{}' does not belong to this file",
+                self.path.display(),
+                t.name
+            )
+        })
     }
 }
 
@@ -428,11 +456,14 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn bytes(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
+    // `what` describes the field being read, for the error message; it is a closure so that
+    // the description is only built when something is wrong (the happy path reads hundreds of
+    // thousands of tokenizer strings).
+    fn bytes(&mut self, n: u64, what: impl FnOnce() -> String) -> Result<&'a [u8]> {
         if n > self.remaining() {
             return Err(GgufError::Truncated {
                 path: self.path.to_path_buf(),
-                what: what.to_string(),
+                what: what(),
                 needed: self.pos.saturating_add(n),
                 len: self.buf.len() as u64,
             });
@@ -442,23 +473,25 @@ impl<'a> Cursor<'a> {
         Ok(s)
     }
 
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+    fn array<const N: usize>(&mut self, what: impl FnOnce() -> String) -> Result<[u8; N]> {
         let b = self.bytes(N as u64, what)?;
         Ok(b.try_into().expect("length checked"))
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32> {
+    fn u32(&mut self, what: impl FnOnce() -> String) -> Result<u32> {
         Ok(u32::from_le_bytes(self.array(what)?))
     }
 
-    fn u64(&mut self, what: &str) -> Result<u64> {
+    fn u64(&mut self, what: impl FnOnce() -> String) -> Result<u64> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
 
     /// Rejects a count whose elements (each at least `min_size` bytes) cannot fit in the rest
     /// of the file.
     fn check_count(&self, n: u64, min_size: u64, what: &str) -> Result<()> {
-        if n.checked_mul(min_size).is_none_or(|b| b > self.remaining()) {
+        if n.checked_mul(min_size)
+            .map_or(true, |b| b > self.remaining())
+        {
             return Err(self.invalid(
                 what.to_string(),
                 format!(
@@ -470,35 +503,35 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
-    fn string(&mut self, what: &str) -> Result<String> {
-        let len = self.u64(&format!("length of {what}"))?;
+    fn string(&mut self, what: impl Fn() -> String) -> Result<String> {
+        let len = self.u64(|| format!("length of {}", what()))?;
         if len > self.remaining() {
             return Err(self.invalid(
-                what.to_string(),
+                what(),
                 format!(
                     "string length {len} is larger than the {} bytes left in the file",
                     self.remaining()
                 ),
             ));
         }
-        let b = self.bytes(len, what)?;
+        let b = self.bytes(len, &what)?;
         Ok(String::from_utf8_lossy(b).into_owned())
     }
 
     fn value(&mut self, ty: ValueType, key: &str, depth: usize) -> Result<Value> {
-        let what = format!("value of metadata key '{key}'");
+        let what = || format!("value of metadata key '{key}'");
         Ok(match ty {
-            ValueType::U8 => Value::U8(self.array::<1>(&what)?[0]),
-            ValueType::I8 => Value::I8(self.array::<1>(&what)?[0] as i8),
-            ValueType::U16 => Value::U16(u16::from_le_bytes(self.array(&what)?)),
-            ValueType::I16 => Value::I16(i16::from_le_bytes(self.array(&what)?)),
-            ValueType::U32 => Value::U32(u32::from_le_bytes(self.array(&what)?)),
-            ValueType::I32 => Value::I32(i32::from_le_bytes(self.array(&what)?)),
-            ValueType::F32 => Value::F32(f32::from_le_bytes(self.array(&what)?)),
-            ValueType::U64 => Value::U64(u64::from_le_bytes(self.array(&what)?)),
-            ValueType::I64 => Value::I64(i64::from_le_bytes(self.array(&what)?)),
-            ValueType::F64 => Value::F64(f64::from_le_bytes(self.array(&what)?)),
-            ValueType::Bool => match self.array::<1>(&what)?[0] {
+            ValueType::U8 => Value::U8(self.array::<1>(what)?[0]),
+            ValueType::I8 => Value::I8(self.array::<1>(what)?[0] as i8),
+            ValueType::U16 => Value::U16(u16::from_le_bytes(self.array(what)?)),
+            ValueType::I16 => Value::I16(i16::from_le_bytes(self.array(what)?)),
+            ValueType::U32 => Value::U32(u32::from_le_bytes(self.array(what)?)),
+            ValueType::I32 => Value::I32(i32::from_le_bytes(self.array(what)?)),
+            ValueType::F32 => Value::F32(f32::from_le_bytes(self.array(what)?)),
+            ValueType::U64 => Value::U64(u64::from_le_bytes(self.array(what)?)),
+            ValueType::I64 => Value::I64(i64::from_le_bytes(self.array(what)?)),
+            ValueType::F64 => Value::F64(f64::from_le_bytes(self.array(what)?)),
+            ValueType::Bool => match self.array::<1>(what)?[0] {
                 0 => Value::Bool(false),
                 1 => Value::Bool(true),
                 b => {
@@ -508,7 +541,7 @@ impl<'a> Cursor<'a> {
                     ))
                 }
             },
-            ValueType::String => Value::String(self.string(&what)?),
+            ValueType::String => Value::String(self.string(what)?),
             ValueType::Array => {
                 if depth >= MAX_ARRAY_DEPTH {
                     return Err(self.invalid(
@@ -516,21 +549,21 @@ impl<'a> Cursor<'a> {
                         format!("arrays nested more than {MAX_ARRAY_DEPTH} deep"),
                     ));
                 }
-                let ety_id = self.u32(&format!("array type of metadata key '{key}'"))?;
+                let ety_id = self.u32(|| format!("array type of metadata key '{key}'"))?;
                 let ety = ValueType::from_id(ety_id).ok_or_else(|| {
                     self.invalid(
                         format!("metadata key '{key}'"),
                         format!("unknown array element type {ety_id}"),
                     )
                 })?;
-                let n = self.u64(&format!("array length of metadata key '{key}'"))?;
+                let n = self.u64(|| format!("array length of metadata key '{key}'"))?;
                 if n.checked_mul(ety.min_encoded_size())
-                    .is_none_or(|b| b > self.remaining())
+                    .map_or(true, |b| b > self.remaining())
                 {
                     return Err(self.invalid(
                         format!("metadata key '{key}'"),
                         format!(
-                            "array length {n} is larger than the {} bytes left in the file allow",
+                            "array length {n} of {ety} cannot fit in the {} bytes left in the file",
                             self.remaining()
                         ),
                     ));

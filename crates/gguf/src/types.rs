@@ -92,7 +92,10 @@ impl GgmlType {
     }
 
     fn entry(self) -> &'static (GgmlType, &'static str, usize, usize) {
-        TABLE.iter().find(|e| e.0 == self).expect("every variant is in TABLE")
+        TABLE
+            .iter()
+            .find(|e| e.0 == self)
+            .expect("every variant is in TABLE")
     }
 
     /// The GGUF id of this type.

@@ -65,7 +65,7 @@ impl GgufWriter {
         let expected = dims
             .first()
             .and_then(|&d0| ty.row_bytes(d0))
-            .and_then(|r| r.checked_mul(dims[1..].iter().product()));
+            .and_then(|r| dims[1..].iter().try_fold(r, |acc, &d| acc.checked_mul(d)));
         if expected != Some(data.len() as u64) {
             return Err(GgufError::Tensor {
                 path: "<writer>".into(),
@@ -86,7 +86,12 @@ impl GgufWriter {
     }
 
     /// Adds an F32 tensor.
-    pub fn add_f32(&mut self, name: impl Into<String>, dims: &[u64], values: &[f32]) -> Result<&mut Self> {
+    pub fn add_f32(
+        &mut self,
+        name: impl Into<String>,
+        dims: &[u64],
+        values: &[f32],
+    ) -> Result<&mut Self> {
         let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.add_tensor(name, dims, GgmlType::F32, data)
     }
@@ -189,12 +194,16 @@ mod tests {
                 "a.nested",
                 Value::Array(
                     ValueType::Array,
-                    vec![Value::Array(ValueType::U32, vec![Value::U32(1), Value::U32(2)])],
+                    vec![Value::Array(
+                        ValueType::U32,
+                        vec![Value::U32(1), Value::U32(2)],
+                    )],
                 ),
             );
         w.add_f32("t0", &[4, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
             .unwrap();
-        w.add_tensor("t1", &[32], GgmlType::Q8_0, vec![0u8; 34]).unwrap();
+        w.add_tensor("t1", &[32], GgmlType::Q8_0, vec![0u8; 34])
+            .unwrap();
         let f = GgufFile::from_bytes("mem.gguf", w.to_bytes()).unwrap();
         assert_eq!(f.architecture().unwrap(), "llama");
         assert_eq!(f.get_u32("a.u8").unwrap(), 7);
