@@ -64,6 +64,11 @@ impl KvCache {
         self.kv.n_ctx
     }
 
+    /// Element type of the stored keys and values.
+    pub fn kv_type(&self) -> crate::KvType {
+        self.kv.ty
+    }
+
     /// Positions filled in `slot` (the next token of that sequence goes at this position).
     pub fn len(&self, slot: usize) -> usize {
         self.kv.len(slot)

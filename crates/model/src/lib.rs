@@ -29,4 +29,5 @@ pub mod weights;
 pub use batch::Batch;
 pub use cache::KvCache;
 pub use error::{ModelError, Result};
+pub use layers::kv_cache::KvType;
 pub use model::{Model, ModelInfo, MAX_BATCH};

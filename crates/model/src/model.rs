@@ -8,7 +8,7 @@ use crate::arch::{self, Architecture};
 use crate::batch::Batch;
 use crate::cache::KvCache;
 use crate::error::{ModelError, Result};
-use crate::layers::kv_cache::KvStore;
+use crate::layers::kv_cache::{KvStore, KvType};
 
 /// Most tokens one [`Model::forward`] call accepts; split longer prompts into chunks.
 pub const MAX_BATCH: usize = 512;
@@ -87,8 +87,13 @@ impl Model {
 
     /// A cache of `n_slots` sequences of up to `n_ctx` positions each (f32).
     pub fn new_cache(&self, n_slots: usize, n_ctx: usize) -> Result<KvCache> {
+        self.new_cache_typed(n_slots, n_ctx, KvType::F32)
+    }
+
+    /// Like [`Model::new_cache`] with the element type of the cache chosen.
+    pub fn new_cache_typed(&self, n_slots: usize, n_ctx: usize, ty: KvType) -> Result<KvCache> {
         let (kd, vd) = self.arch.kv_dims();
-        let kv = KvStore::new(self.info.n_layer, n_slots, n_ctx, kd, vd)?;
+        let kv = KvStore::new(self.info.n_layer, n_slots, n_ctx, kd, vd, ty)?;
         Ok(KvCache::new(kv))
     }
 

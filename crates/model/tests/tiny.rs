@@ -222,3 +222,22 @@ fn unsupported_architecture_is_named() {
         .to_string();
     assert!(e.contains("'bert'") && e.contains("llama"), "{e}");
 }
+
+#[test]
+fn f16_kv_cache_stays_close() {
+    let dir = tiny_dir("llama");
+    let m = Model::load(dir.join("model.f32.gguf")).unwrap();
+    let exp = expected("llama");
+    for seq in exp["sequences"].as_array().unwrap() {
+        let tokens = ids(&seq["token_ids"]);
+        let tag = format!("seq{}", tokens.len());
+        let want_rows = read_f32(&dir.join(format!("greedy_logits_{tag}.f32.bin")));
+        let mut cache = m.new_cache_typed(1, 64, model::KvType::F16).unwrap();
+        assert_eq!(cache.kv_type(), model::KvType::F16);
+        let (got_ids, got_rows) = greedy(&m, &mut cache, 0, &tokens, 16);
+        let err = max_abs_diff(&got_rows, &want_rows);
+        println!("llama {tag} f16 KV cache: greedy step logits max abs err {err:.3e}");
+        assert_eq!(got_ids, ids(&seq["greedy_16"]));
+        assert!(err <= 5e-2, "f16 cache off by {err}");
+    }
+}

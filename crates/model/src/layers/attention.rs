@@ -4,6 +4,7 @@
 //! at positions `start..=p` of its own slot, where `start` is 0, or `p + 1 - window` with a
 //! sliding window. Scores are `q·k · scale`, optionally soft-capped (`cap · tanh(s / cap)`).
 
+use crate::layers::kv_cache::Rows;
 use crate::ops;
 
 /// The shape and variant of an attention layer.
@@ -34,6 +35,51 @@ impl AttnParams {
     }
 }
 
+/// An element of the KV cache, read as f32.
+pub trait KvElem: Copy {
+    fn get(self) -> f32;
+}
+
+impl KvElem for f32 {
+    #[inline(always)]
+    fn get(self) -> f32 {
+        self
+    }
+}
+
+impl KvElem for half::f16 {
+    #[inline(always)]
+    fn get(self) -> f32 {
+        self.to_f32()
+    }
+}
+
+/// `Σ q[i]·k[i]` with eight partial sums.
+#[inline]
+fn dot_kv<K: KvElem>(q: &[f32], k: &[K]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (cq, ck) = (q.chunks_exact(8), k.chunks_exact(8));
+    let (rq, rk) = (cq.remainder(), ck.remainder());
+    for (a, b) in cq.zip(ck) {
+        for i in 0..8 {
+            acc[i] += a[i] * b[i].get();
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (a, b) in rq.iter().zip(rk) {
+        s += a * b.get();
+    }
+    s
+}
+
+/// `out[i] += w·v[i]`.
+#[inline]
+fn axpy_kv<V: KvElem>(w: f32, v: &[V], out: &mut [f32]) {
+    for (o, x) in out.iter_mut().zip(v) {
+        *o += w * x.get();
+    }
+}
+
 /// Attention for one query token at position `pos`.
 ///
 /// - `q`: `[n_head * head_dim]`, already rotated.
@@ -44,8 +90,25 @@ impl AttnParams {
 pub fn attend(
     p: &AttnParams,
     q: &[f32],
-    keys: &[f32],
-    values: &[f32],
+    keys: Rows,
+    values: Rows,
+    pos: usize,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    match (keys, values) {
+        (Rows::F32(k), Rows::F32(v)) => attend_impl(p, q, k, v, pos, scores, out),
+        (Rows::F16(k), Rows::F16(v)) => attend_impl(p, q, k, v, pos, scores, out),
+        (Rows::F32(k), Rows::F16(v)) => attend_impl(p, q, k, v, pos, scores, out),
+        (Rows::F16(k), Rows::F32(v)) => attend_impl(p, q, k, v, pos, scores, out),
+    }
+}
+
+fn attend_impl<K: KvElem, V: KvElem>(
+    p: &AttnParams,
+    q: &[f32],
+    keys: &[K],
+    values: &[V],
     pos: usize,
     scores: &mut [f32],
     out: &mut [f32],
@@ -54,14 +117,14 @@ pub fn attend(
     let (kd, vd) = (p.n_head_kv * p.head_dim, p.n_head_kv * p.head_dim_v);
     let first = p.first_key(pos);
     let n_keys = pos + 1 - first;
-    let scores = &mut scores[..n_keys];
+    let scores = &mut scores[..n_keys]; // [n_keys]
     for h in 0..p.n_head {
         let kvh = h / group;
         let qh = &q[h * p.head_dim..(h + 1) * p.head_dim];
         for (j, s) in scores.iter_mut().enumerate() {
             let kpos = first + j;
             let k = &keys[kpos * kd + kvh * p.head_dim..][..p.head_dim];
-            let mut v = ops::dot(qh, k) * p.scale;
+            let mut v = dot_kv(qh, k) * p.scale;
             if let Some(cap) = p.softcap {
                 v = cap * (v / cap).tanh();
             }
@@ -72,7 +135,7 @@ pub fn attend(
         oh.fill(0.0);
         for (j, &w) in scores.iter().enumerate() {
             let vpos = first + j;
-            ops::axpy(
+            axpy_kv(
                 w,
                 &values[vpos * vd + kvh * p.head_dim_v..][..p.head_dim_v],
                 oh,
@@ -152,7 +215,15 @@ mod tests {
             for pos in 0..n_pos {
                 let mut scores = vec![0f32; n_pos];
                 let mut out = vec![0f32; 32];
-                attend(&p, &q, &k, &v, pos, &mut scores, &mut out);
+                attend(
+                    &p,
+                    &q,
+                    Rows::F32(&k),
+                    Rows::F32(&v),
+                    pos,
+                    &mut scores,
+                    &mut out,
+                );
                 let r = naive(&p, &q, &k, &v, pos, n_pos);
                 for (a, b) in out.iter().zip(&r) {
                     assert!((a - b).abs() < 1e-5, "pos {pos} window {window:?}");
@@ -171,7 +242,15 @@ mod tests {
         let pos = 6;
         let mut scores = vec![0f32; n_pos];
         let mut a = vec![0f32; 32];
-        attend(&p, &q, &k, &v, pos, &mut scores, &mut a);
+        attend(
+            &p,
+            &q,
+            Rows::F32(&k),
+            Rows::F32(&v),
+            pos,
+            &mut scores,
+            &mut a,
+        );
         // Scribble over the future (7..) and the positions before the window (0..3).
         for j in (0..3).chain(7..n_pos) {
             for d in 0..16 {
@@ -180,7 +259,15 @@ mod tests {
             }
         }
         let mut b = vec![0f32; 32];
-        attend(&p, &q, &k, &v, pos, &mut scores, &mut b);
+        attend(
+            &p,
+            &q,
+            Rows::F32(&k),
+            Rows::F32(&v),
+            pos,
+            &mut scores,
+            &mut b,
+        );
         assert_eq!(a, b);
     }
 
@@ -192,7 +279,15 @@ mod tests {
         let q = data(32, 1.3);
         let mut scores = [0f32; 1];
         let mut out = vec![0f32; 32];
-        attend(&p, &q, &k, &v, 0, &mut scores, &mut out);
+        attend(
+            &p,
+            &q,
+            Rows::F32(&k),
+            Rows::F32(&v),
+            0,
+            &mut scores,
+            &mut out,
+        );
         // Heads 0,1 read KV head 0; heads 2,3 read KV head 1.
         assert_eq!(&out[0..8], &v[0..8]);
         assert_eq!(&out[8..16], &v[0..8]);
@@ -217,7 +312,15 @@ mod tests {
         }
         let mut scores = vec![0f32; n_pos];
         let mut out = vec![0f32; 32];
-        attend(&p, &q, &k, &v, 1, &mut scores, &mut out);
+        attend(
+            &p,
+            &q,
+            Rows::F32(&k),
+            Rows::F32(&v),
+            1,
+            &mut scores,
+            &mut out,
+        );
         // Capped scores: 0 and ~1 → weight of key 1 = e/(1+e).
         let w = 1f32.exp() / (1.0 + 1f32.exp());
         assert!((out[0] - w).abs() < 1e-4, "{}", out[0]);

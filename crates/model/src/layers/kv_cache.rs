@@ -1,12 +1,65 @@
-//! The KV cache storage: per layer, per slot, per position one key row and one value row (f32).
+//! The KV cache storage: per layer, per slot, per position one key row and one value row,
+//! stored as f32 or f16 ([`KvType`]).
 //!
-//! Layout: `k` is `[n_layer, n_slots, n_ctx, k_dim]`, `v` is `[n_layer, n_slots, n_ctx, v_dim]`.
+//! Layout: keys are `[n_layer, n_slots, n_ctx, k_dim]`, values `[n_layer, n_slots, n_ctx, v_dim]`.
 //! `lens[s]` positions of slot `s` are valid (the same for every layer).
+
+use half::f16;
 
 use crate::error::{ModelError, Result};
 
-/// Largest cache, in values, we agree to allocate (2^36 f32 = 256 GiB, i.e. a sanity bound).
+/// Largest cache, in values, we agree to allocate (2^36 values: a sanity bound).
 const MAX_CACHE_VALUES: usize = 1 << 36;
+
+/// Element type of the cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvType {
+    /// Exact (default).
+    #[default]
+    F32,
+    /// Half the memory; rounds keys and values to IEEE half.
+    F16,
+}
+
+#[derive(Clone, Debug)]
+enum Buf {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+}
+
+impl Buf {
+    fn new(ty: KvType, n: usize) -> Buf {
+        match ty {
+            KvType::F32 => Buf::F32(vec![0.0; n]),
+            KvType::F16 => Buf::F16(vec![f16::ZERO; n]),
+        }
+    }
+
+    fn write(&mut self, at: usize, src: &[f32]) {
+        match self {
+            Buf::F32(b) => b[at..at + src.len()].copy_from_slice(src),
+            Buf::F16(b) => {
+                for (d, &s) in b[at..at + src.len()].iter_mut().zip(src) {
+                    *d = f16::from_f32(s);
+                }
+            }
+        }
+    }
+
+    fn rows(&self, start: usize, end: usize) -> Rows<'_> {
+        match self {
+            Buf::F32(b) => Rows::F32(&b[start..end]),
+            Buf::F16(b) => Rows::F16(&b[start..end]),
+        }
+    }
+}
+
+/// A read-only view of cached rows (`[n_ctx, dim]`) in the cache's element type.
+#[derive(Clone, Copy, Debug)]
+pub enum Rows<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
 
 #[derive(Clone, Debug)]
 pub struct KvStore {
@@ -15,10 +68,11 @@ pub struct KvStore {
     pub n_ctx: usize,
     pub k_dim: usize,
     pub v_dim: usize,
+    pub ty: KvType,
     /// `[n_layer, n_slots, n_ctx, k_dim]`
-    k: Vec<f32>,
+    k: Buf,
     /// `[n_layer, n_slots, n_ctx, v_dim]`
-    v: Vec<f32>,
+    v: Buf,
     /// `[n_slots]`: filled positions per slot.
     lens: Vec<usize>,
 }
@@ -30,6 +84,7 @@ impl KvStore {
         n_ctx: usize,
         k_dim: usize,
         v_dim: usize,
+        ty: KvType,
     ) -> Result<KvStore> {
         if n_slots == 0 || n_ctx == 0 {
             return Err(ModelError::BadCache(format!(
@@ -55,8 +110,9 @@ impl KvStore {
             n_ctx,
             k_dim,
             v_dim,
-            k: vec![0.0; nk],
-            v: vec![0.0; nv],
+            ty,
+            k: Buf::new(ty, nk),
+            v: Buf::new(ty, nv),
             lens: vec![0; n_slots],
         })
     }
@@ -79,22 +135,22 @@ impl KvStore {
         (layer * self.n_slots + slot) * self.n_ctx
     }
 
-    /// Stores the key and value rows of `slot` at `pos` in `layer`.
+    /// Stores the key (`[k_dim]`) and value (`[v_dim]`) rows of `slot` at `pos` in `layer`.
     pub fn write(&mut self, layer: usize, slot: usize, pos: usize, k: &[f32], v: &[f32]) {
         let row = self.base(layer, slot) + pos;
-        self.k[row * self.k_dim..(row + 1) * self.k_dim].copy_from_slice(k);
-        self.v[row * self.v_dim..(row + 1) * self.v_dim].copy_from_slice(v);
+        self.k.write(row * self.k_dim, &k[..self.k_dim]);
+        self.v.write(row * self.v_dim, &v[..self.v_dim]);
     }
 
     /// All key rows of `slot` in `layer`: `[n_ctx, k_dim]` (rows past the slot's length are stale).
-    pub fn keys(&self, layer: usize, slot: usize) -> &[f32] {
+    pub fn keys(&self, layer: usize, slot: usize) -> Rows<'_> {
         let b = self.base(layer, slot);
-        &self.k[b * self.k_dim..(b + self.n_ctx) * self.k_dim]
+        self.k.rows(b * self.k_dim, (b + self.n_ctx) * self.k_dim)
     }
 
     /// All value rows of `slot` in `layer`: `[n_ctx, v_dim]`.
-    pub fn values(&self, layer: usize, slot: usize) -> &[f32] {
+    pub fn values(&self, layer: usize, slot: usize) -> Rows<'_> {
         let b = self.base(layer, slot);
-        &self.v[b * self.v_dim..(b + self.n_ctx) * self.v_dim]
+        self.v.rows(b * self.v_dim, (b + self.n_ctx) * self.v_dim)
     }
 }
