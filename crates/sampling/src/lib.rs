@@ -279,48 +279,9 @@ impl Sampler {
             return best.id;
         }
 
-        // top-k: move the k best to the front, then sort them (top-p needs them in order).
-        let mut len = n;
-        let k = self.cfg.top_k;
-        if k > 0 && k < n {
-            self.cands.select_nth_unstable_by(k - 1, better);
-            len = k;
-        }
-        self.cands[..len].sort_unstable_by(better);
-        let max = self.cands[0].logit;
-        if max == f32::NEG_INFINITY {
-            // Every token is impossible: fall back to the lowest id.
+        let len = self.filter();
+        if len == 1 {
             return self.cands[0].id;
-        }
-
-        // Probabilities at temperature 1 for the top-p and min-p filters.
-        self.softmax_prefix(len, 1.0);
-
-        // top-p: the shortest prefix whose mass reaches top_p (at least one token).
-        let top_p = self.cfg.top_p as f64;
-        if top_p < 1.0 {
-            let mut cum = 0.0;
-            let mut keep = len;
-            for (i, p) in self.probs[..len].iter().enumerate() {
-                cum += p;
-                if cum >= top_p {
-                    keep = i + 1;
-                    break;
-                }
-            }
-            len = keep;
-        }
-
-        // min-p: drop tokens below min_p times the best one (the prefix is sorted, and the
-        // ratio of probabilities does not depend on the renormalisation top-p would imply).
-        let min_p = self.cfg.min_p as f64;
-        if min_p > 0.0 {
-            let floor = self.probs[0] * min_p;
-            let keep = self.probs[..len]
-                .iter()
-                .take_while(|&&p| p >= floor)
-                .count();
-            len = keep.max(1);
         }
 
         // Temperature, then draw.
@@ -337,10 +298,100 @@ impl Sampler {
         self.cands[last].id
     }
 
-    /// Writes exp((logit - max) / temp) of the first `len` (sorted) candidates into `probs`,
-    /// normalised; returns their sum (1, up to rounding).
+    /// top-k, top-p and min-p on `cands` (logits after penalties, any order). Leaves the
+    /// survivors sorted best first in `cands[..len]` and returns `len` (at least 1).
+    ///
+    /// top-p and min-p each keep a prefix of the same sorted order, judged on the same
+    /// temperature-1 probabilities over the top-k set (min-p compares with the best token, so
+    /// the renormalisation after top-p does not change it): the result is the shorter of the
+    /// two prefixes, whichever runs first. That lets min-p run first as a cheap linear cut in
+    /// logit space, so only its survivors are sorted instead of the whole vocabulary.
+    fn filter(&mut self) -> usize {
+        let n = self.cands.len();
+        let mut len = n;
+        let k = self.cfg.top_k;
+        if k > 0 && k < n {
+            self.cands.select_nth_unstable_by(k - 1, better);
+            len = k;
+        }
+        let max = self.cands[..len]
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, c| m.max(c.logit));
+        if max == f32::NEG_INFINITY {
+            // Every token is impossible: fall back to the lowest id.
+            let (i, _) = self.cands[..len]
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, c)| c.id)
+                .expect("len >= 1");
+            self.cands.swap(0, i);
+            return 1;
+        }
+        let maxd = max as f64;
+        // Normaliser of the temperature-1 softmax over the top-k set.
+        let sum: f64 = self.cands[..len]
+            .iter()
+            .map(|c| (c.logit as f64 - maxd).exp())
+            .sum();
+
+        // min-p, coarse: p >= min_p * p_max  <=>  logit >= max + ln(min_p). A little slack
+        // here; the exact test on probabilities follows the sort.
+        let min_p = self.cfg.min_p as f64;
+        if min_p > 0.0 && min_p <= 1.0 {
+            let cut = maxd + min_p.ln() - 1e-3;
+            let mut kept = 0;
+            for i in 0..len {
+                if self.cands[i].logit as f64 >= cut {
+                    self.cands.swap(kept, i);
+                    kept += 1;
+                }
+            }
+            len = kept;
+        }
+        let top_p = self.cfg.top_p as f64;
+        if top_p >= 1.0 && (min_p.is_nan() || min_p <= 0.0) {
+            // No cut needs the order: draw straight from the (top-k) set.
+            return len;
+        }
+        self.cands[..len].sort_unstable_by(better);
+        self.probs.clear();
+        self.probs.extend(
+            self.cands[..len]
+                .iter()
+                .map(|c| (c.logit as f64 - maxd).exp() / sum),
+        );
+
+        // top-p: the shortest prefix whose mass reaches top_p (if min-p already cut below
+        // that point, everything left stays).
+        if top_p < 1.0 {
+            let mut cum = 0.0;
+            for (i, p) in self.probs[..len].iter().enumerate() {
+                cum += p;
+                if cum >= top_p {
+                    len = i + 1;
+                    break;
+                }
+            }
+        }
+
+        // min-p, exact.
+        if min_p > 0.0 {
+            let floor = self.probs[0] * min_p;
+            len = self.probs[..len]
+                .iter()
+                .take_while(|&&p| p >= floor)
+                .count()
+                .max(1);
+        }
+        len
+    }
+
+    /// Writes exp((logit - max) / temp) of the first `len` candidates into `probs`,
+    /// normalised; returns their sum (1, up to rounding). Needs a finite maximum.
     fn softmax_prefix(&mut self, len: usize, temp: f32) -> f64 {
-        let max = self.cands[0].logit as f64;
+        let max = self.cands[..len]
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, c| m.max(c.logit)) as f64;
         let temp = temp as f64;
         self.probs.clear();
         let mut sum = 0.0;
@@ -349,7 +400,7 @@ impl Sampler {
             sum += e;
             self.probs.push(e);
         }
-        // sum >= 1: the first candidate contributes exp(0).
+        // sum >= 1: the best candidate contributes exp(0).
         for p in &mut self.probs {
             *p /= sum;
         }

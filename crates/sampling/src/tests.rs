@@ -388,3 +388,107 @@ fn top_n_orders_and_breaks_ties_by_id() {
     let got: Vec<u32> = top_n(&big, 20).into_iter().map(|x| x.0).collect();
     assert_eq!(got, idx[..20]);
 }
+
+/// The filter chain done the plain way, step by step as llama.cpp orders it: sort everything,
+/// top-k, softmax, top-p, min-p, then the temperature softmax. Returns (id, probability).
+fn reference(logits: &[f32], cfg: &SamplerConfig) -> Vec<(u32, f64)> {
+    let mut c: Vec<Cand> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| Cand {
+            id: i as u32,
+            logit: clean(l),
+        })
+        .collect();
+    c.sort_by(better);
+    if cfg.top_k > 0 {
+        c.truncate(cfg.top_k);
+    }
+    let softmax = |c: &[Cand], t: f64| -> Vec<f64> {
+        let max = c[0].logit as f64;
+        let e: Vec<f64> = c
+            .iter()
+            .map(|x| ((x.logit as f64 - max) / t).exp())
+            .collect();
+        let s: f64 = e.iter().sum();
+        e.iter().map(|v| v / s).collect()
+    };
+    let p = softmax(&c, 1.0);
+    if (cfg.top_p as f64) < 1.0 {
+        let mut cum = 0.0;
+        let mut keep = c.len();
+        for (i, q) in p.iter().enumerate() {
+            cum += q;
+            if cum >= cfg.top_p as f64 {
+                keep = i + 1;
+                break;
+            }
+        }
+        c.truncate(keep);
+    }
+    if cfg.min_p > 0.0 {
+        let floor = p[0] * cfg.min_p as f64;
+        let keep = p[..c.len()].iter().take_while(|&&q| q >= floor).count();
+        c.truncate(keep.max(1));
+    }
+    let p = softmax(&c, cfg.temperature as f64);
+    c.iter().map(|x| x.id).zip(p).collect()
+}
+
+#[test]
+fn fast_filter_matches_the_plain_chain() {
+    let mut rng = Rng::new(99);
+    let mut checked = 0;
+    for case in 0..400 {
+        let n = [1usize, 2, 7, 50, 1000][case % 5];
+        let logits: Vec<f32> = (0..n)
+            .map(|_| {
+                let r = rng.next_f64();
+                if r < 0.05 {
+                    f32::NEG_INFINITY
+                } else {
+                    // Coarse steps make ties common.
+                    ((rng.next_f64() * 40.0).round() / 4.0 - 5.0) as f32
+                }
+            })
+            .collect();
+        if logits.iter().all(|&l| l == f32::NEG_INFINITY) {
+            continue;
+        }
+        let cfg = SamplerConfig {
+            temperature: [0.3f32, 1.0, 2.5][case % 3],
+            top_k: [0usize, 1, 5, 40, n + 3][(case / 3) % 5],
+            top_p: [1.0f32, 0.9, 0.5, 0.01][(case / 7) % 4],
+            min_p: [0.0f32, 0.05, 0.3][(case / 11) % 3],
+            seed: Some(1),
+            ..SamplerConfig::default()
+        };
+        let want = reference(&logits, &cfg);
+        let mut s = Sampler::new(cfg.clone());
+        s.cands.clear();
+        s.cands
+            .extend(logits.iter().enumerate().map(|(i, &l)| Cand {
+                id: i as u32,
+                logit: clean(l),
+            }));
+        let len = s.filter();
+        s.softmax_prefix(len, cfg.temperature);
+        let mut got: Vec<(u32, f64)> = s.cands[..len]
+            .iter()
+            .map(|c| c.id)
+            .zip(s.probs.iter().copied())
+            .collect();
+        got.sort_by(|a, b| {
+            let la = clean(logits[a.0 as usize]);
+            let lb = clean(logits[b.0 as usize]);
+            lb.total_cmp(&la).then(a.0.cmp(&b.0))
+        });
+        let ids = |v: &[(u32, f64)]| v.iter().map(|x| x.0).collect::<Vec<_>>();
+        assert_eq!(ids(&got), ids(&want), "case {case}: {cfg:?}");
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g.1 - w.1).abs() < 1e-9, "case {case}: {g:?} vs {w:?}");
+        }
+        checked += 1;
+    }
+    assert!(checked > 350);
+}
