@@ -18,6 +18,10 @@ use crate::{DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS};
 
 /// Arrays nested deeper than this are rejected.
 const MAX_ARRAY_DEPTH: usize = 8;
+/// All metadata arrays together may hold at most this many elements. Each element becomes a
+/// 32-byte [`Value`], so this caps what a hostile file can make us allocate (512 MiB) however
+/// big it is; real models need a few million at most (vocabulary, scores, types, merges).
+const MAX_ARRAY_ELEMENTS: u64 = 1 << 24;
 /// No tensor may have more elements than this (2^50: far above any model, far below overflow).
 const MAX_TENSOR_ELEMENTS: u64 = 1 << 50;
 
@@ -120,6 +124,7 @@ impl GgufFile {
             buf: &storage,
             pos: 0,
             path: &path,
+            elements_left: MAX_ARRAY_ELEMENTS,
         };
         let magic = c.bytes(4, || "magic".into())?;
         if magic != MAGIC {
@@ -441,6 +446,8 @@ struct Cursor<'a> {
     buf: &'a [u8],
     pos: u64,
     path: &'a Path,
+    /// Array elements the metadata may still hold (see [`MAX_ARRAY_ELEMENTS`]).
+    elements_left: u64,
 }
 
 impl<'a> Cursor<'a> {
@@ -568,6 +575,15 @@ impl<'a> Cursor<'a> {
                         ),
                     ));
                 }
+                if n > self.elements_left {
+                    return Err(self.invalid(
+                        format!("metadata key '{key}'"),
+                        format!(
+                            "array length {n} is over the limit of {MAX_ARRAY_ELEMENTS} array elements in all metadata"
+                        ),
+                    ));
+                }
+                self.elements_left -= n;
                 let mut items = Vec::with_capacity(n as usize);
                 for _ in 0..n {
                     items.push(self.value(ety, key, depth + 1)?);

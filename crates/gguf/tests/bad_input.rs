@@ -489,3 +489,25 @@ fn writer_rejects_data_of_the_wrong_size() {
         .unwrap();
     assert!(e.to_string().contains("'w.q'"), "{e}");
 }
+
+#[test]
+fn too_many_array_elements_in_all() {
+    // 2^24 u8 elements fit in the file but would be 2^24 32-byte values in memory: the reader
+    // caps the total number of array elements (2^24) before allocating. Two arrays of 2^23
+    // reach the limit together; one more element is refused.
+    let half = 1usize << 23;
+    let mut b = Vec::new();
+    b.extend_from_slice(b"GGUF");
+    b.extend_from_slice(&3u32.to_le_bytes());
+    b.extend_from_slice(&0u64.to_le_bytes());
+    b.extend_from_slice(&3u64.to_le_bytes());
+    for (key, n) in [("a.one", half), ("a.two", half), ("a.three", 1)] {
+        b.extend_from_slice(&(key.len() as u64).to_le_bytes());
+        b.extend_from_slice(key.as_bytes());
+        b.extend_from_slice(&9u32.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&(n as u64).to_le_bytes());
+        b.resize(b.len() + n, 7);
+    }
+    expect_err(b, &["'a.three'", "limit"]);
+}
