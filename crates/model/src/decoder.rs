@@ -17,7 +17,7 @@ use crate::batch::Batch;
 use crate::cache::Scratch;
 use crate::error::{ModelError, Result};
 use crate::hparams::HParams;
-use crate::layers::attention::{attend, AttnParams};
+use crate::layers::attention::{attend_fused, AttnParams};
 use crate::layers::ffn::swiglu;
 use crate::layers::kv_cache::KvStore;
 use crate::layers::norm::{rms_norm, rms_norm_inplace};
@@ -191,26 +191,23 @@ impl Decoder {
 /// Runs the attention of every batch token against its slot (keys/values already stored).
 ///
 /// `q`: `[n, n_head*head_dim]` → `att`: `[n, n_head*head_dim_v]`.
-#[allow(clippy::too_many_arguments)]
 pub fn attention_batch(
     p: &AttnParams,
     kv: &KvStore,
     layer: usize,
     batch: &Batch,
     q: &[f32],
-    scores: &mut [f32],
     att: &mut [f32],
 ) {
     let (qd, od) = (p.n_head * p.head_dim, p.n_head * p.head_dim_v);
     for t in 0..batch.len() {
         let slot = batch.seq_ids[t];
-        attend(
+        attend_fused(
             p,
             &q[t * qd..(t + 1) * qd],
             kv.keys(layer, slot),
             kv.values(layer, slot),
             batch.positions[t] as usize,
-            scores,
             &mut att[t * od..(t + 1) * od],
         );
     }
@@ -263,7 +260,6 @@ impl Architecture for Decoder {
         grow(&mut s.up, n * ff);
         grow(&mut s.cos, n * half);
         grow(&mut s.sin, n * half);
-        grow(&mut s.scores, kv.n_ctx);
         // Views of exactly this batch's size.
         let x = &mut s.x[..n * d]; // [n, n_embd]
         let xn = &mut s.xn[..n * d]; // [n, n_embd]
@@ -307,7 +303,7 @@ impl Architecture for Decoder {
                     &v[t * vd..(t + 1) * vd],
                 );
             }
-            attention_batch(&self.attn, kv, l, batch, q, &mut s.scores, att);
+            attention_batch(&self.attn, kv, l, batch, q, att);
             layer.o.forward(file, att, n, proj);
             add_inplace(x, proj);
 

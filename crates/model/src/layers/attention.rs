@@ -144,6 +144,90 @@ fn attend_impl<K: KvElem, V: KvElem>(
     }
 }
 
+/// Fused attention of one query head `h` (online softmax: one pass over the keys, no score
+/// buffer, so heads and tokens can run in parallel without scratch).
+///
+/// Same arguments as [`attend`]; `out_h` is this head's `[head_dim_v]` output.
+pub fn attend_head(
+    p: &AttnParams,
+    h: usize,
+    q: &[f32],
+    keys: Rows,
+    values: Rows,
+    pos: usize,
+    out_h: &mut [f32],
+) {
+    match (keys, values) {
+        (Rows::F32(k), Rows::F32(v)) => attend_head_impl(p, h, q, k, v, pos, out_h),
+        (Rows::F16(k), Rows::F16(v)) => attend_head_impl(p, h, q, k, v, pos, out_h),
+        (Rows::F32(k), Rows::F16(v)) => attend_head_impl(p, h, q, k, v, pos, out_h),
+        (Rows::F16(k), Rows::F32(v)) => attend_head_impl(p, h, q, k, v, pos, out_h),
+    }
+}
+
+/// [`attend_head`] for every head: `out` is `[n_head * head_dim_v]`.
+pub fn attend_fused(
+    p: &AttnParams,
+    q: &[f32],
+    keys: Rows,
+    values: Rows,
+    pos: usize,
+    out: &mut [f32],
+) {
+    for (h, out_h) in out
+        .chunks_exact_mut(p.head_dim_v)
+        .take(p.n_head)
+        .enumerate()
+    {
+        attend_head(p, h, q, keys, values, pos, out_h);
+    }
+}
+
+fn attend_head_impl<K: KvElem, V: KvElem>(
+    p: &AttnParams,
+    h: usize,
+    q: &[f32],
+    keys: &[K],
+    values: &[V],
+    pos: usize,
+    out_h: &mut [f32],
+) {
+    let kvh = h / (p.n_head / p.n_head_kv);
+    let (kd, vd) = (p.n_head_kv * p.head_dim, p.n_head_kv * p.head_dim_v);
+    let qh = &q[h * p.head_dim..(h + 1) * p.head_dim];
+    // Running maximum `m`, running sum of exp(s - m) `l`; `out_h` holds Σ exp(s - m)·v.
+    let mut m = f32::NEG_INFINITY;
+    let mut l = 0f32;
+    out_h.fill(0.0);
+    for kpos in p.first_key(pos)..=pos {
+        let k = &keys[kpos * kd + kvh * p.head_dim..][..p.head_dim];
+        let mut s = dot_kv(qh, k) * p.scale;
+        if let Some(cap) = p.softcap {
+            s = cap * (s / cap).tanh();
+        }
+        if s > m {
+            // New maximum: rescale what was accumulated so far.
+            let r = (m - s).exp();
+            l *= r;
+            for o in out_h.iter_mut() {
+                *o *= r;
+            }
+            m = s;
+        }
+        let w = (s - m).exp();
+        l += w;
+        axpy_kv(
+            w,
+            &values[kpos * vd + kvh * p.head_dim_v..][..p.head_dim_v],
+            out_h,
+        );
+    }
+    let inv = 1.0 / l;
+    for o in out_h.iter_mut() {
+        *o *= inv;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +286,44 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn fused_matches_two_pass_f32_and_f16() {
+        use half::f16;
+        let n_pos = 23;
+        for (window, softcap) in [
+            (None, None),
+            (Some(5), None),
+            (None, Some(2.0)),
+            (Some(8), Some(0.5)),
+        ] {
+            let mut p = params(window);
+            p.softcap = softcap;
+            let k = data(n_pos * 16, 0.37);
+            let v = data(n_pos * 16, 0.91);
+            let kh: Vec<f16> = k.iter().map(|&x| f16::from_f32(x * 3.0)).collect();
+            let vh: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+            let q = data(32, 1.3);
+            for pos in 0..n_pos {
+                for (kr, vr) in [
+                    (Rows::F32(&k), Rows::F32(&v)),
+                    (Rows::F16(&kh), Rows::F16(&vh)),
+                ] {
+                    let mut scores = vec![0f32; n_pos];
+                    let mut a = vec![0f32; 32];
+                    let mut b = vec![0f32; 32];
+                    attend(&p, &q, kr, vr, pos, &mut scores, &mut a);
+                    attend_fused(&p, &q, kr, vr, pos, &mut b);
+                    for (x, y) in a.iter().zip(&b) {
+                        assert!(
+                            (x - y).abs() < 1e-5,
+                            "pos {pos} {window:?} {softcap:?}: {x} vs {y}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
