@@ -14,6 +14,24 @@
 //! - [`ops`]: small vector helpers; [`error`]: [`ModelError`].
 //!
 //! Numerics (matmul, dequantization) come from the `kernels` crate.
+//!
+//! ```no_run
+//! use model::{Batch, Model};
+//! # fn main() -> model::Result<()> {
+//! let m = Model::load("model.gguf")?;
+//! let mut cache = m.new_cache(1, 2048)?; // one sequence of up to 2048 positions
+//! let mut logits = Vec::new();
+//! let prompt = [1u32, 2, 3];
+//! // The prompt as one batch (split it into chunks of at most `m.info().max_batch`).
+//! m.forward(&Batch::from_tokens(&prompt, 0, 0, false), &mut cache, &mut logits)?;
+//! // logits: [1, vocab] for the last prompt token; then one token per step:
+//! let mut batch = Batch::new();
+//! let next = 42;
+//! batch.push(next, cache.len(0) as u32, 0, true);
+//! m.forward(&batch, &mut cache, &mut logits)?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod arch;
 pub mod batch;
@@ -31,3 +49,13 @@ pub use cache::KvCache;
 pub use error::{ModelError, Result};
 pub use layers::kv_cache::KvType;
 pub use model::{Model, ModelInfo, MAX_BATCH};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn model_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<crate::Model>();
+        check::<crate::KvCache>();
+    }
+}
