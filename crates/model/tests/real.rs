@@ -103,3 +103,8 @@ fn teacher_forced(catalogue_name: &str, json: &str) {
 fn smollm2_teacher_forced() {
     teacher_forced("smollm2-135m", "smollm2.json");
 }
+
+#[test]
+fn qwen2_teacher_forced() {
+    teacher_forced("qwen2.5-coder-0.5b", "qwen2.json");
+}
