@@ -17,12 +17,12 @@ use crate::batch::Batch;
 use crate::cache::Scratch;
 use crate::error::{ModelError, Result};
 use crate::hparams::HParams;
-use crate::layers::attention::{attend_fused, AttnParams};
+use crate::layers::attention::{attend_head, AttnParams};
 use crate::layers::ffn::swiglu;
 use crate::layers::kv_cache::KvStore;
 use crate::layers::norm::{rms_norm, rms_norm_inplace};
 use crate::layers::rope::{Rope, RopeStyle};
-use crate::ops::{add_inplace, grow};
+use crate::ops::{add_inplace, grow, par_for, SharedMut};
 use crate::weights::{Linear, Loader, Matrix};
 
 /// Largest vocabulary accepted (rows of `token_embd.weight`).
@@ -189,6 +189,7 @@ impl Decoder {
 }
 
 /// Runs the attention of every batch token against its slot (keys/values already stored).
+/// One task per (token, head), each writing its own `[head_dim_v]` piece of `att`.
 ///
 /// `q`: `[n, n_head*head_dim]` → `att`: `[n, n_head*head_dim_v]`.
 pub fn attention_batch(
@@ -200,17 +201,25 @@ pub fn attention_batch(
     att: &mut [f32],
 ) {
     let (qd, od) = (p.n_head * p.head_dim, p.n_head * p.head_dim_v);
-    for t in 0..batch.len() {
+    let n = batch.len();
+    assert!(att.len() >= n * od && q.len() >= n * qd);
+    let out = SharedMut::new(att);
+    par_for(n * p.n_head, &|task| {
+        let (t, h) = (task / p.n_head, task % p.n_head);
         let slot = batch.seq_ids[t];
-        attend_fused(
+        // SAFETY: task (t, h) is the only one writing att[t*od + h*hdv ..][..hdv]; `att` is
+        // borrowed mutably for the whole call.
+        let out_h = unsafe { out.slice(t * od + h * p.head_dim_v, p.head_dim_v) };
+        attend_head(
             p,
+            h,
             &q[t * qd..(t + 1) * qd],
             kv.keys(layer, slot),
             kv.values(layer, slot),
             batch.positions[t] as usize,
-            &mut att[t * od..(t + 1) * od],
+            out_h,
         );
-    }
+    });
 }
 
 /// Copies the rows of `x` (`[n, d]`) whose logits are wanted into `out` (`[n_out, d]`).

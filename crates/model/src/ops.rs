@@ -1,5 +1,46 @@
 //! Small vector helpers (plain scalar loops; the hot ones move to `kernels` as they land).
 
+/// Runs `f(0..n_tasks)`, possibly on several threads (sequential until `kernels` has a pool).
+pub fn par_for(n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+    for i in 0..n_tasks {
+        f(i);
+    }
+}
+
+/// A raw `[f32]` pointer that tasks of [`par_for`] use to write disjoint parts of one buffer.
+#[derive(Clone, Copy)]
+pub struct SharedMut {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: a SharedMut is only used to hand out non-overlapping sub-slices (see `slice`), one
+// per task, while the buffer it came from is mutably borrowed by the caller for the whole run.
+unsafe impl Send for SharedMut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    pub fn new(buf: &mut [f32]) -> SharedMut {
+        SharedMut {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+        }
+    }
+
+    /// `buf[start..start + len]`.
+    ///
+    /// # Safety
+    /// No two live slices obtained from the same `SharedMut` may overlap, and the buffer given
+    /// to [`SharedMut::new`] must outlive them and not be used otherwise meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice(&self, start: usize, len: usize) -> &mut [f32] {
+        assert!(start + len <= self.len, "SharedMut slice out of bounds");
+        // SAFETY: in bounds (checked above); exclusivity is the caller's promise.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
+}
+
 /// `Σ a[i]·b[i]`.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
