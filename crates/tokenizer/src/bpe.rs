@@ -79,7 +79,13 @@ impl Bpe {
         let mut joined = String::new();
         for (rank, m) in merges.iter().enumerate() {
             // Split at the first space after the first byte, as llama.cpp does.
-            let Some(sp) = m.get(1..).and_then(|rest| rest.find(' ')).map(|p| p + 1) else {
+            let Some(sp) = m
+                .as_bytes()
+                .iter()
+                .skip(1)
+                .position(|&b| b == b' ')
+                .map(|p| p + 1)
+            else {
                 continue;
             };
             let (a, b) = (&m[..sp], &m[sp + 1..]);
@@ -90,14 +96,24 @@ impl Bpe {
             joined.push_str(a);
             joined.push_str(b);
             let result = vocab.get(joined.as_bytes()).unwrap_or(NONE);
-            table.entry(pair_key(ia, ib)).or_insert(Merge { rank: rank as u32, result });
+            table.entry(pair_key(ia, ib)).or_insert(Merge {
+                rank: rank as u32,
+                result,
+            });
         }
         let mut byte_token = [NONE; 256];
         let mut buf = [0u8; 4];
         for (b, t) in byte_token.iter_mut().enumerate() {
-            *t = vocab.get(byte_char[b].encode_utf8(&mut buf).as_bytes()).unwrap_or(NONE);
+            *t = vocab
+                .get(byte_char[b].encode_utf8(&mut buf).as_bytes())
+                .unwrap_or(NONE);
         }
-        Bpe { merges: table, byte_char, byte_token, ignore_merges }
+        Bpe {
+            merges: table,
+            byte_char,
+            byte_token,
+            ignore_merges,
+        }
     }
 
     /// Append the tokens of one pre-tokenized word (raw bytes) to `out`.
@@ -107,7 +123,8 @@ impl Bpe {
         }
         if self.ignore_merges {
             s.mapped.clear();
-            s.mapped.extend(word.iter().map(|&b| self.byte_char[b as usize]));
+            s.mapped
+                .extend(word.iter().map(|&b| self.byte_char[b as usize]));
             if let Some(id) = vocab.get(s.mapped.as_bytes()) {
                 out.push(id);
                 return;
@@ -157,7 +174,11 @@ impl Bpe {
             if sym.id != NONE {
                 out.push(sym.id);
             } else {
-                self.fallback(vocab, &word[sym.start as usize..(sym.start + sym.len) as usize], out);
+                self.fallback(
+                    vocab,
+                    &word[sym.start as usize..(sym.start + sym.len) as usize],
+                    out,
+                );
             }
             i = sym.next;
         }

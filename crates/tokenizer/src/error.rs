@@ -12,5 +12,9 @@ pub enum TokenizerError {
     #[error("{path}: pre-tokenizer '{pre}' (tokenizer.ggml.pre) is not supported")]
     UnsupportedPreTokenizer { path: PathBuf, pre: String },
     #[error("{path}: metadata key '{key}': {msg}")]
-    Invalid { path: PathBuf, key: String, msg: String },
+    Invalid {
+        path: PathBuf,
+        key: String,
+        msg: String,
+    },
 }

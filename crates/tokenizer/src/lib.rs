@@ -111,11 +111,44 @@ const EOT_TEXTS: &[&str] = &[
 /// llama.cpp re-types the first one found of each kind as a control token, and treats
 /// pad / repo / separator as end-of-generation.
 const FIM_TEXTS: [&[&str]; 6] = [
-    &["<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>", "<|code_prefix|>", "<|prefix|>"],
-    &["<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>", "<|code_suffix|>", "<|suffix|>"],
-    &["<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>", "<|code_middle|>", "<|middle|>"],
+    &[
+        "<|fim_prefix|>",
+        "<fim-prefix>",
+        "<fim_prefix>",
+        "<｜fim▁begin｜>",
+        "<PRE>",
+        "▁<PRE>",
+        "<|code_prefix|>",
+        "<|prefix|>",
+    ],
+    &[
+        "<|fim_suffix|>",
+        "<fim-suffix>",
+        "<fim_suffix>",
+        "<｜fim▁hole｜>",
+        "<SUF>",
+        "▁<SUF>",
+        "<|code_suffix|>",
+        "<|suffix|>",
+    ],
+    &[
+        "<|fim_middle|>",
+        "<fim-middle>",
+        "<fim_middle>",
+        "<｜fim▁end｜>",
+        "<MID>",
+        "▁<MID>",
+        "<|code_middle|>",
+        "<|middle|>",
+    ],
     &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"],
-    &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"],
+    &[
+        "<|fim_repo|>",
+        "<|repo_name|>",
+        "<fim-repo>",
+        "<REPO>",
+        "<reponame>",
+    ],
     &["<|file_sep|>"],
 ];
 
@@ -134,7 +167,10 @@ enum Model {
     /// Byte-level BPE with a pre-tokenizer.
     Bpe { bpe: bpe::Bpe, pre: PreTokenizer },
     /// SentencePiece-style BPE by scores.
-    Spm { scores: Vec<f32>, byte_token: Box<[u32; 256]> },
+    Spm {
+        scores: Vec<f32>,
+        byte_token: Box<[u32; 256]>,
+    },
 }
 
 /// A tokenizer built from GGUF metadata. Immutable; share it freely between threads.
@@ -176,33 +212,57 @@ impl Tokenizer {
     /// Build the tokenizer from `tokenizer.ggml.*` metadata.
     pub fn from_gguf(file: &GgufFile) -> Result<Tokenizer, TokenizerError> {
         let path = file.path().to_path_buf();
-        let invalid = |key: &str, msg: String| TokenizerError::Invalid { path: path.clone(), key: key.to_string(), msg };
+        let invalid = |key: &str, msg: String| TokenizerError::Invalid {
+            path: path.clone(),
+            key: key.to_string(),
+            msg,
+        };
 
         let model_name = file.get_str("tokenizer.ggml.model")?;
         let is_spm = match model_name {
             "llama" => true,
             "gpt2" => false,
-            other => return Err(TokenizerError::UnsupportedModel { path, model: other.to_string() }),
+            other => {
+                return Err(TokenizerError::UnsupportedModel {
+                    path,
+                    model: other.to_string(),
+                })
+            }
         };
 
         // --- token strings, attributes, scores
         let raw = file.get_str_array("tokenizer.ggml.tokens")?;
         let n = raw.len();
         if n == 0 {
-            return Err(invalid("tokenizer.ggml.tokens", "the vocabulary is empty".into()));
+            return Err(invalid(
+                "tokenizer.ggml.tokens",
+                "the vocabulary is empty".into(),
+            ));
         }
         if n >= NONE as usize {
-            return Err(invalid("tokenizer.ggml.tokens", format!("{n} tokens is too many")));
+            return Err(invalid(
+                "tokenizer.ggml.tokens",
+                format!("{n} tokens is too many"),
+            ));
         }
         // llama.cpp renames empty tokens so that every token has a unique, non-empty text.
         let texts: Vec<Cow<str>> = raw
             .iter()
             .enumerate()
-            .map(|(i, t)| if t.is_empty() { Cow::Owned(format!("[EMPTY_{i}]")) } else { Cow::Borrowed(*t) })
+            .map(|(i, t)| {
+                if t.is_empty() {
+                    Cow::Owned(format!("[EMPTY_{i}]"))
+                } else {
+                    Cow::Borrowed(*t)
+                }
+            })
             .collect();
         let refs: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();
         let vocab = Vocab::new(&refs).map_err(|(a, b)| {
-            invalid("tokenizer.ggml.tokens", format!("duplicate token {:?} has ids {a} and {b}", refs[a as usize]))
+            invalid(
+                "tokenizer.ggml.tokens",
+                format!("duplicate token {:?} has ids {a} and {b}", refs[a as usize]),
+            )
         })?;
         drop(refs);
         drop(texts);
@@ -210,7 +270,10 @@ impl Tokenizer {
         let mut attrs = vec![attr::NORMAL; n];
         if let Some(types) = optional(file, "tokenizer.ggml.token_type", GgufFile::get_i64_array)? {
             if types.len() < n {
-                return Err(invalid("tokenizer.ggml.token_type", format!("{} entries for {n} tokens", types.len())));
+                return Err(invalid(
+                    "tokenizer.ggml.token_type",
+                    format!("{} entries for {n} tokens", types.len()),
+                ));
             }
             for (a, &t) in attrs.iter_mut().zip(&types) {
                 *a = attr::from_token_type(t);
@@ -218,7 +281,10 @@ impl Tokenizer {
         }
         let scores = match optional(file, "tokenizer.ggml.scores", GgufFile::get_f32_array)? {
             Some(s) if s.len() < n => {
-                return Err(invalid("tokenizer.ggml.scores", format!("{} entries for {n} tokens", s.len())));
+                return Err(invalid(
+                    "tokenizer.ggml.scores",
+                    format!("{} entries for {n} tokens", s.len()),
+                ));
             }
             Some(mut s) => {
                 s.truncate(n);
@@ -228,12 +294,17 @@ impl Tokenizer {
         };
 
         // --- flags
-        let pre_name = optional(file, "tokenizer.ggml.pre", GgufFile::get_str)?.unwrap_or("default");
+        let pre_name =
+            optional(file, "tokenizer.ggml.pre", GgufFile::get_str)?.unwrap_or("default");
         let (pre, ignore_merges) = if is_spm {
             (PreTokenizer::Default, false)
         } else {
-            PreTokenizer::from_name(pre_name)
-                .ok_or_else(|| TokenizerError::UnsupportedPreTokenizer { path: path.clone(), pre: pre_name.to_string() })?
+            PreTokenizer::from_name(pre_name).ok_or_else(|| {
+                TokenizerError::UnsupportedPreTokenizer {
+                    path: path.clone(),
+                    pre: pre_name.to_string(),
+                }
+            })?
         };
         let flag = |key: &str, default: bool| -> Result<bool, TokenizerError> {
             Ok(optional(file, key, GgufFile::get_bool)?.unwrap_or(default))
@@ -299,7 +370,8 @@ impl Tokenizer {
             eog[id as usize] = true;
         }
         // o200k_harmony / solar-open: "<|end|>" does not end generation there.
-        let has = |eog: &[bool], s: &str| vocab.get(s.as_bytes()).is_some_and(|id| eog[id as usize]);
+        let has =
+            |eog: &[bool], s: &str| vocab.get(s.as_bytes()).is_some_and(|id| eog[id as usize]);
         if (has(&eog, "<|return|>") && has(&eog, "<|call|>") && has(&eog, "<|end|>"))
             || (has(&eog, "<|calls|>") && has(&eog, "<|flush|>") && has(&eog, "<|end|>"))
         {
@@ -321,7 +393,13 @@ impl Tokenizer {
         let specials = Specials::new(
             (0..n as u32)
                 .filter(|&id| attrs[id as usize] & special_mask != 0)
-                .map(|id| (id, vocab.text(id), attrs[id as usize] & (attr::CONTROL | attr::UNKNOWN) != 0)),
+                .map(|id| {
+                    (
+                        id,
+                        vocab.text(id),
+                        attrs[id as usize] & (attr::CONTROL | attr::UNKNOWN) != 0,
+                    )
+                }),
         );
 
         // --- decoded bytes of each token
@@ -362,7 +440,10 @@ impl Tokenizer {
             }
             // Unused and undefined tokens decode to nothing, as in llama.cpp.
             if pieces.len() > u32::MAX as usize {
-                return Err(invalid("tokenizer.ggml.tokens", "the vocabulary text is too large".into()));
+                return Err(invalid(
+                    "tokenizer.ggml.tokens",
+                    "the vocabulary text is too large".into(),
+                ));
             }
         }
         piece_offs.push(pieces.len() as u32);
@@ -381,7 +462,10 @@ impl Tokenizer {
             Model::Spm { scores, byte_token }
         } else {
             let merges = file.get_str_array("tokenizer.ggml.merges")?;
-            Model::Bpe { bpe: bpe::Bpe::new(&vocab, &merges, byte_char, ignore_merges), pre }
+            Model::Bpe {
+                bpe: bpe::Bpe::new(&vocab, &merges, byte_char, ignore_merges),
+                pre,
+            }
         };
 
         Ok(Tokenizer {
@@ -448,7 +532,12 @@ impl Tokenizer {
                             words.clear();
                             pre.split(frag, &mut words);
                             for w in &words {
-                                bpe.encode_word(&self.vocab, frag[w.clone()].as_bytes(), &mut out, &mut scratch);
+                                bpe.encode_word(
+                                    &self.vocab,
+                                    frag[w.clone()].as_bytes(),
+                                    &mut out,
+                                    &mut scratch,
+                                );
                             }
                         }
                     }
@@ -480,7 +569,10 @@ impl Tokenizer {
     /// or byte-fallback token may hold part of a UTF-8 character.
     pub fn token_bytes(&self, id: u32) -> &[u8] {
         if (id as usize) < self.vocab.len() {
-            let (a, b) = (self.piece_offs[id as usize] as usize, self.piece_offs[id as usize + 1] as usize);
+            let (a, b) = (
+                self.piece_offs[id as usize] as usize,
+                self.piece_offs[id as usize + 1] as usize,
+            );
             &self.pieces[a..b]
         } else {
             &[]
@@ -543,7 +635,9 @@ impl Tokenizer {
 
     /// All end-of-generation ids, ascending.
     pub fn eog_ids(&self) -> Vec<u32> {
-        (0..self.eog.len() as u32).filter(|&i| self.eog[i as usize]).collect()
+        (0..self.eog.len() as u32)
+            .filter(|&i| self.eog[i as usize])
+            .collect()
     }
 
     /// Whether `encode(.., add_special = true, ..)` prepends BOS.

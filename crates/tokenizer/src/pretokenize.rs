@@ -40,16 +40,18 @@ impl PreTokenizer {
     pub fn from_name(name: &str) -> Option<(PreTokenizer, bool)> {
         Some(match name {
             "" | "default" => (PreTokenizer::Default, false),
-            "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de" | "jina-v1-en"
-            | "jina-v2-code" | "roberta-bpe" | "mpt" | "olmo" | "jais" | "trillion" | "exaone4" | "a.x-4.0"
-            | "mellum" | "granite-docling" => (PreTokenizer::Gpt2, false),
-            "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => {
-                (PreTokenizer::DigitsThenGpt2, false)
+            "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es"
+            | "jina-v2-de" | "jina-v1-en" | "jina-v2-code" | "roberta-bpe" | "mpt" | "olmo"
+            | "jais" | "trillion" | "exaone4" | "a.x-4.0" | "mellum" | "granite-docling" => {
+                (PreTokenizer::Gpt2, false)
             }
-            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0" | "lfm2" => {
-                (PreTokenizer::Llama3 { max_digits: 3 }, true)
+            "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
+            | "minerva-7b" => (PreTokenizer::DigitsThenGpt2, false),
+            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral"
+            | "midm-2.0" | "lfm2" => (PreTokenizer::Llama3 { max_digits: 3 }, true),
+            "dbrx" | "smaug-bpe" | "chatglm-bpe" | "glm4" => {
+                (PreTokenizer::Llama3 { max_digits: 3 }, false)
             }
-            "dbrx" | "smaug-bpe" | "chatglm-bpe" | "glm4" => (PreTokenizer::Llama3 { max_digits: 3 }, false),
             "qwen2" | "deepseek-r1-qwen" | "stablelm2" | "megrez" | "hunyuan" => {
                 (PreTokenizer::Llama3 { max_digits: 1 }, false)
             }
@@ -79,10 +81,16 @@ impl PreTokenizer {
                 pieces = cut(&chars, &pieces, gpt2);
             }
             PreTokenizer::Llama3 { max_digits } => {
-                pieces = cut(&chars, &pieces, |c, pos, end| llama3(c, pos, end, max_digits));
+                pieces = cut(&chars, &pieces, |c, pos, end| {
+                    llama3(c, pos, end, max_digits)
+                });
             }
         }
-        out.extend(pieces.into_iter().map(|r| chars.offs[r.start]..chars.offs[r.end]));
+        out.extend(
+            pieces
+                .into_iter()
+                .map(|r| chars.offs[r.start]..chars.offs[r.end]),
+        );
     }
 }
 
@@ -105,7 +113,11 @@ impl Chars {
             offs.push(i);
         }
         offs.push(text.len());
-        Chars { cps, flags: fl, offs }
+        Chars {
+            cps,
+            flags: fl,
+            offs,
+        }
     }
 
     fn len(&self) -> usize {
@@ -228,7 +240,8 @@ fn llama3(c: &Chars, pos: usize, end: usize, max_digits: usize) -> Option<usize>
         }
     }
     // [^\r\n\p{L}\p{N}]?\p{L}+
-    if !(c.is_rn(pos) || c.is(pos, F_NUMBER)) && (c.is(pos, F_LETTER) || (pos + 1 < end && c.is(pos + 1, F_LETTER)))
+    if !(c.is_rn(pos) || c.is(pos, F_NUMBER))
+        && (c.is(pos, F_LETTER) || (pos + 1 < end && c.is(pos + 1, F_LETTER)))
     {
         return Some(c.run(pos + 1, end, |i| c.is(i, F_LETTER)));
     }
@@ -261,7 +274,8 @@ fn one_number(c: &Chars, pos: usize, _end: usize) -> Option<usize> {
 
 /// `\p{N}+`.
 fn number_run(c: &Chars, pos: usize, end: usize) -> Option<usize> {
-    c.is(pos, F_NUMBER).then(|| c.run(pos + 1, end, |i| c.is(i, F_NUMBER)))
+    c.is(pos, F_NUMBER)
+        .then(|| c.run(pos + 1, end, |i| c.is(i, F_NUMBER)))
 }
 
 /// `[0-9][0-9][0-9]`.
@@ -309,13 +323,19 @@ mod tests {
     #[test]
     fn smollm_digits() {
         let p = PreTokenizer::DigitsThenGpt2;
-        assert_eq!(words(p, "year 2024!"), ["year", " ", "2", "0", "2", "4", "!"]);
+        assert_eq!(
+            words(p, "year 2024!"),
+            ["year", " ", "2", "0", "2", "4", "!"]
+        );
     }
 
     #[test]
     fn default_chain() {
         let p = PreTokenizer::Default;
-        assert_eq!(words(p, "Mr. Bennet, 12345"), ["Mr", ".", " Bennet", ",", " ", "123", "45"]);
+        assert_eq!(
+            words(p, "Mr. Bennet, 12345"),
+            ["Mr", ".", " Bennet", ",", " ", "123", "45"]
+        );
     }
 
     #[test]

@@ -37,7 +37,13 @@ pub struct Specials {
 impl Specials {
     /// `tokens`: (id, text, matched only with parse_special). Empty texts are ignored.
     pub fn new<'a>(tokens: impl Iterator<Item = (u32, &'a str, bool)>) -> Specials {
-        let mut s = Specials { nodes: vec![Node { children: Vec::new(), token: NONE, needs_parse_special: false }] };
+        let mut s = Specials {
+            nodes: vec![Node {
+                children: Vec::new(),
+                token: NONE,
+                needs_parse_special: false,
+            }],
+        };
         for (id, text, needs) in tokens {
             if text.is_empty() {
                 continue;
@@ -48,7 +54,11 @@ impl Specials {
                     Ok(i) => s.nodes[n].children[i].1 as usize,
                     Err(i) => {
                         let new = s.nodes.len();
-                        s.nodes.push(Node { children: Vec::new(), token: NONE, needs_parse_special: false });
+                        s.nodes.push(Node {
+                            children: Vec::new(),
+                            token: NONE,
+                            needs_parse_special: false,
+                        });
                         s.nodes[n].children.insert(i, (b, new as u32));
                         new
                     }
@@ -63,7 +73,9 @@ impl Specials {
 
     fn child(&self, node: usize, b: u8) -> Option<usize> {
         let c = &self.nodes[node].children;
-        c.binary_search_by_key(&b, |&(k, _)| k).ok().map(|i| c[i].1 as usize)
+        c.binary_search_by_key(&b, |&(k, _)| k)
+            .ok()
+            .map(|i| c[i].1 as usize)
     }
 
     /// Split `text` into fragments.
@@ -129,12 +141,29 @@ mod tests {
 
     #[test]
     fn longest_first_and_modes() {
-        let s = Specials::new([(10, "ab", false), (11, "bcd", false), (12, "<c>", true)].into_iter());
+        let s =
+            Specials::new([(10, "ab", false), (11, "bcd", false), (12, "<c>", true)].into_iter());
         // "bcd" (longer) is cut first, so "ab" cannot match across it.
-        assert_eq!(run(&s, "abcd", true), [Fragment::Text(0..1), Fragment::Token(11)]);
-        assert_eq!(run(&s, "x<c>ab", true), [Fragment::Text(0..1), Fragment::Token(12), Fragment::Token(10)]);
-        assert_eq!(run(&s, "x<c>ab", false), [Fragment::Text(0..4), Fragment::Token(10)]);
+        assert_eq!(
+            run(&s, "abcd", true),
+            [Fragment::Text(0..1), Fragment::Token(11)]
+        );
+        assert_eq!(
+            run(&s, "x<c>ab", true),
+            [
+                Fragment::Text(0..1),
+                Fragment::Token(12),
+                Fragment::Token(10)
+            ]
+        );
+        assert_eq!(
+            run(&s, "x<c>ab", false),
+            [Fragment::Text(0..4), Fragment::Token(10)]
+        );
         assert_eq!(run(&s, "", true), []);
-        assert_eq!(run(&s, "abab", true), [Fragment::Token(10), Fragment::Token(10)]);
+        assert_eq!(
+            run(&s, "abab", true),
+            [Fragment::Token(10), Fragment::Token(10)]
+        );
     }
 }

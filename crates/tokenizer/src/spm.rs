@@ -39,20 +39,33 @@ impl PartialOrd for Bigram {
 impl Ord for Bigram {
     /// Max-heap order: higher score first, then the leftmost pair.
     fn cmp(&self, o: &Self) -> Ordering {
-        self.score.total_cmp(&o.score).then_with(|| o.left.cmp(&self.left))
+        self.score
+            .total_cmp(&o.score)
+            .then_with(|| o.left.cmp(&self.left))
     }
 }
 
 /// Append the tokens of `text` to `out`. `scores[id]` is each token's score; `byte_token[b]`
 /// is the token of byte `b` (NONE if the vocabulary has none: that byte is dropped).
-pub fn encode(vocab: &Vocab, scores: &[f32], byte_token: &[u32; 256], text: &str, out: &mut Vec<u32>) {
+pub fn encode(
+    vocab: &Vocab,
+    scores: &[f32],
+    byte_token: &[u32; 256],
+    text: &str,
+    out: &mut Vec<u32>,
+) {
     if text.is_empty() {
         return;
     }
     let mut syms: Vec<Sym> = Vec::with_capacity(text.len());
     for (i, c) in text.char_indices() {
         let k = syms.len() as u32;
-        syms.push(Sym { start: i as u32, len: c.len_utf8() as u32, prev: k.wrapping_sub(1), next: k + 1 });
+        syms.push(Sym {
+            start: i as u32,
+            len: c.len_utf8() as u32,
+            prev: k.wrapping_sub(1),
+            next: k + 1,
+        });
     }
     if let Some(last) = syms.last_mut() {
         last.next = NONE;
@@ -65,7 +78,12 @@ pub fn encode(vocab: &Vocab, scores: &[f32], byte_token: &[u32; 256], text: &str
         let (l, r) = (syms[left as usize], syms[right as usize]);
         let piece = &text.as_bytes()[l.start as usize..(r.start + r.len) as usize];
         if let Some(id) = vocab.get(piece) {
-            heap.push(Bigram { score: scores[id as usize], left, right, size: l.len + r.len });
+            heap.push(Bigram {
+                score: scores[id as usize],
+                left,
+                right,
+                size: l.len + r.len,
+            });
         }
     };
     for i in 1..syms.len() as u32 {
@@ -91,7 +109,12 @@ pub fn encode(vocab: &Vocab, scores: &[f32], byte_token: &[u32; 256], text: &str
         let piece = &text.as_bytes()[s.start as usize..(s.start + s.len) as usize];
         match vocab.get(piece) {
             Some(id) => out.push(id),
-            None => out.extend(piece.iter().map(|&b| byte_token[b as usize]).filter(|&t| t != NONE)),
+            None => out.extend(
+                piece
+                    .iter()
+                    .map(|&b| byte_token[b as usize])
+                    .filter(|&t| t != NONE),
+            ),
         }
         i = s.next;
     }

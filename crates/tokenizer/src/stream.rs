@@ -15,7 +15,11 @@ pub struct StreamDecoder<'a> {
 
 impl<'a> StreamDecoder<'a> {
     pub(crate) fn new(tok: &'a Tokenizer) -> StreamDecoder<'a> {
-        StreamDecoder { tok, pending: Vec::with_capacity(16), out: String::with_capacity(64) }
+        StreamDecoder {
+            tok,
+            pending: Vec::with_capacity(16),
+            out: String::with_capacity(64),
+        }
     }
 
     /// Feed one token; returns the text that is now complete (possibly empty). Invalid

@@ -39,7 +39,12 @@ pub fn flags(c: char) -> u8 {
             F_NUMBER
         } else if is_whitespace(cp) {
             F_SPACE
-        } else if b.is_ascii_punctuation() && !matches!(b, b'$' | b'+' | b'<' | b'=' | b'>' | b'^' | b'`' | b'|' | b'~') {
+        } else if b.is_ascii_punctuation()
+            && !matches!(
+                b,
+                b'$' | b'+' | b'<' | b'=' | b'>' | b'^' | b'`' | b'|' | b'~'
+            )
+        {
             // ASCII punctuation minus the characters whose category is S (symbol).
             F_PUNCT
         } else {
@@ -67,7 +72,8 @@ pub fn byte_to_char_table() -> [char; 256] {
     let mut table = ['\0'; 256];
     let mut next = 256u32;
     for b in 0..256u32 {
-        let printable = (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+        let printable =
+            (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
         let cp = if printable {
             b
         } else {

@@ -50,7 +50,11 @@ impl Vocab {
         }
         offs.push(text.len() as u32);
         let cap = (tokens.len() * 2).next_power_of_two().max(16);
-        let mut v = Vocab { text, offs, slots: vec![NONE; cap] };
+        let mut v = Vocab {
+            text,
+            offs,
+            slots: vec![NONE; cap],
+        };
         let mask = cap - 1;
         for id in 0..tokens.len() as u32 {
             let bytes = v.bytes(id);
@@ -76,7 +80,10 @@ impl Vocab {
 
     /// The string of token `id` (caller checks the range).
     pub fn text(&self, id: u32) -> &str {
-        let (a, b) = (self.offs[id as usize] as usize, self.offs[id as usize + 1] as usize);
+        let (a, b) = (
+            self.offs[id as usize] as usize,
+            self.offs[id as usize + 1] as usize,
+        );
         &self.text[a..b]
     }
 
