@@ -62,12 +62,15 @@ struct Sym {
     next: u32,
 }
 
+/// A possible merge: (rank, left symbol, right symbol, left id, right id).
+type Candidate = (u32, u32, u32, u32, u32);
+
 /// Buffers reused across the words of one `encode` call.
 #[derive(Default)]
 pub struct Scratch {
     syms: Vec<Sym>,
-    // Min-heap of (rank, left, right, left id, right id).
-    heap: BinaryHeap<Reverse<(u32, u32, u32, u32, u32)>>,
+    // Min-heap: lowest rank first, then leftmost.
+    heap: BinaryHeap<Reverse<Candidate>>,
     mapped: String,
 }
 

@@ -165,7 +165,10 @@ const FIM_KEYS: [&str; 6] = [
 /// Which merge algorithm the vocabulary uses.
 enum Model {
     /// Byte-level BPE with a pre-tokenizer.
-    Bpe { bpe: bpe::Bpe, pre: PreTokenizer },
+    Bpe {
+        bpe: Box<bpe::Bpe>,
+        pre: PreTokenizer,
+    },
     /// SentencePiece-style BPE by scores.
     Spm {
         scores: Vec<f32>,
@@ -417,7 +420,7 @@ impl Tokenizer {
                 if is_spm {
                     let mut rest = text;
                     while let Some(p) = rest.find('▁') {
-                        pieces.extend_from_slice(rest[..p].as_bytes());
+                        pieces.extend_from_slice(&rest.as_bytes()[..p]);
                         pieces.push(b' ');
                         rest = &rest[p + '▁'.len_utf8()..];
                     }
@@ -463,7 +466,7 @@ impl Tokenizer {
         } else {
             let merges = file.get_str_array("tokenizer.ggml.merges")?;
             Model::Bpe {
-                bpe: bpe::Bpe::new(&vocab, &merges, byte_char, ignore_merges),
+                bpe: Box::new(bpe::Bpe::new(&vocab, &merges, byte_char, ignore_merges)),
                 pre,
             }
         };

@@ -67,7 +67,7 @@ impl PreTokenizer {
         }
         let chars = Chars::new(text);
         let n = chars.len();
-        let mut pieces = vec![0..n];
+        let mut pieces: Vec<Range<usize>> = std::iter::once(0..n).collect();
         match self {
             PreTokenizer::Default => {
                 pieces = cut(&chars, &pieces, punct_run);

@@ -78,6 +78,10 @@ impl Vocab {
         self.offs.len() - 1
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The string of token `id` (caller checks the range).
     pub fn text(&self, id: u32) -> &str {
         let (a, b) = (
