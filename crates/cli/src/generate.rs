@@ -1,7 +1,14 @@
 //! `lume run` and `lume chat`.
 
-use anyhow::{bail, Result};
+use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use engine::{
+    ChatMessage, ChatTemplate, Engine, EngineOptions, GenerateParams, GenerateStats, SamplerConfig,
+};
+use serde::Serialize;
 
 use crate::ModelArg;
 
@@ -32,7 +39,7 @@ pub struct SamplingArgs {
     /// Subtracted once for a token that occurred (0 = off).
     #[arg(long, default_value_t = 0.0)]
     pub presence_penalty: f32,
-    /// Random seed (default: from the clock).
+    /// Random seed (default: from OS entropy and the clock).
     #[arg(long)]
     pub seed: Option<u64>,
 }
@@ -98,10 +105,343 @@ pub struct ChatArgs {
     pub system: Option<String>,
 }
 
-pub fn run(_args: &RunArgs) -> Result<()> {
-    bail!("`lume run` is not available yet")
+impl SamplingArgs {
+    pub fn config(&self) -> SamplerConfig {
+        SamplerConfig {
+            temperature: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            frequency_penalty: self.frequency_penalty,
+            presence_penalty: self.presence_penalty,
+            seed: self.seed,
+        }
+    }
 }
 
-pub fn chat(_args: &ChatArgs) -> Result<()> {
-    bail!("`lume chat` is not available yet")
+pub fn load_engine(path: &Path, threads: Option<usize>, ctx: Option<usize>) -> Result<Engine> {
+    let opts = EngineOptions {
+        threads: threads.unwrap_or(0),
+        n_ctx: ctx.unwrap_or(0),
+        ..EngineOptions::default()
+    };
+    // Engine errors name the file already.
+    Ok(Engine::load(path, opts)?)
+}
+
+/// `1,2, 3` → ids.
+pub fn parse_ids(s: &str) -> Result<Vec<u32>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<u32>()
+                .with_context(|| format!("--prompt-ids: '{t}' is not a token id"))
+        })
+        .collect()
+}
+
+/// Per position: the top-N `(id, logprob)` pairs, or null where nothing precedes.
+pub type TopLogprobs = Vec<Option<Vec<(u32, f32)>>>;
+
+/// The `--json` output of `lume run`.
+#[derive(Serialize, Debug, Default)]
+pub struct RunJson {
+    /// With a text prompt: the generated text (with --echo, the prompt text before it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    pub ids: Vec<u32>,
+    /// Entry i: the N most likely tokens for position i given the ids before it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_logprobs: Option<TopLogprobs>,
+    /// Why generation stopped (text prompts only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop: Option<String>,
+}
+
+fn stop_name(s: &GenerateStats) -> String {
+    use engine::StopReason::*;
+    match s.stop {
+        Eog => "eog",
+        StopString => "stop_string",
+        MaxTokens => "limit",
+        Callback => "callback",
+        ContextFull => "context_full",
+    }
+    .to_string()
+}
+
+fn params(a: &RunArgs) -> GenerateParams {
+    GenerateParams {
+        max_tokens: a.max_tokens,
+        sampler: a.sampling.config(),
+        stop: a.stop.clone(),
+        logprobs: a.logprobs.unwrap_or(0),
+    }
+}
+
+fn print_stats(s: &GenerateStats) {
+    eprintln!(
+        "prompt: {} tokens ({} evaluated) in {:.0} ms, {:.1} tokens/s | generation: {} tokens in {:.0} ms, {:.1} tokens/s",
+        s.n_prompt,
+        s.n_prompt_evaluated,
+        s.prompt_ms,
+        s.prompt_tps(),
+        s.n_gen,
+        s.gen_ms,
+        s.gen_tps()
+    );
+}
+
+/// Scores and/or generates from explicit ids, for machines (`--prompt-ids`).
+fn run_ids(eng: &mut Engine, ids: &[u32], a: &RunArgs) -> Result<RunJson> {
+    let n_lp = a.logprobs.unwrap_or(0);
+    let mut out = RunJson::default();
+    let mut tops: TopLogprobs = Vec::new();
+    if a.echo {
+        out.ids.extend_from_slice(ids);
+        if n_lp > 0 {
+            let rows = eng.score(ids, n_lp)?;
+            tops.push(None);
+            // Row i predicts position i + 1; the last row belongs to the first generated token,
+            // which the generation below reports itself.
+            tops.extend(rows.into_iter().take(ids.len().saturating_sub(1)).map(Some));
+        }
+    }
+    if a.max_tokens > 0 {
+        let p = params(a);
+        eng.generate(ids, &p, |ev| {
+            out.ids.push(ev.id);
+            if n_lp > 0 {
+                tops.push(Some(ev.top_logprobs.to_vec()));
+            }
+            true
+        })?;
+    }
+    if n_lp > 0 {
+        out.top_logprobs = Some(tops);
+    }
+    Ok(out)
+}
+
+fn read_prompt(a: &RunArgs) -> Result<String> {
+    if let Some(p) = &a.prompt {
+        return Ok(p.clone());
+    }
+    let mut s = String::new();
+    if std::io::stdin().is_terminal() {
+        bail!("no prompt: give one as an argument (lume run \"...\") or on stdin");
+    }
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .context("reading the prompt from stdin")?;
+    Ok(s)
+}
+
+pub fn run(a: &RunArgs) -> Result<()> {
+    let path = a.load.model.path()?;
+    if let Some(ids) = &a.prompt_ids {
+        let ids = parse_ids(ids)?;
+        if ids.is_empty() {
+            bail!("--prompt-ids: no ids given");
+        }
+        let mut eng = load_engine(&path, a.load.threads, a.load.ctx)?;
+        let out = run_ids(&mut eng, &ids, a)?;
+        let mut stdout = std::io::stdout().lock();
+        if a.json {
+            serde_json::to_writer(&mut stdout, &out)?;
+            writeln!(stdout)?;
+        } else {
+            let text = eng.detokenize(&out.ids);
+            writeln!(stdout, "{}", String::from_utf8_lossy(&text))?;
+        }
+        return Ok(());
+    }
+
+    let prompt = read_prompt(a)?;
+    let text = if a.chat {
+        // Checked before the weights are loaded: a base model fails fast.
+        let tmpl = ChatTemplate::from_gguf(&gguf::GgufFile::open(&path)?)?;
+        let mut msgs = Vec::new();
+        if let Some(sys) = &a.system {
+            msgs.push(ChatMessage::new("system", sys.as_str()));
+        }
+        msgs.push(ChatMessage::new("user", prompt.as_str()));
+        tmpl.render(&msgs, true)?
+    } else {
+        prompt.clone()
+    };
+    let mut eng = load_engine(&path, a.load.threads, a.load.ctx)?;
+    let mut stdout = std::io::stdout().lock();
+    let ids = eng.tokenize(&text, true, true);
+    if ids.is_empty() {
+        bail!("the prompt is empty");
+    }
+    let p = params(a);
+    let n_lp = a.logprobs.unwrap_or(0);
+
+    if a.json {
+        let mut out = RunJson::default();
+        let mut gen_text = String::new();
+        let mut tops: TopLogprobs = Vec::new();
+        if a.echo {
+            out.ids.extend_from_slice(&ids);
+            gen_text.push_str(&text);
+            if n_lp > 0 {
+                let rows = eng.score(&ids, n_lp)?;
+                tops.push(None);
+                tops.extend(rows.into_iter().take(ids.len() - 1).map(Some));
+            }
+        }
+        let stats = eng.generate(&ids, &p, |ev| {
+            out.ids.push(ev.id);
+            gen_text.push_str(ev.text);
+            if n_lp > 0 {
+                tops.push(Some(ev.top_logprobs.to_vec()));
+            }
+            true
+        })?;
+        out.text = Some(gen_text);
+        out.stop = Some(stop_name(&stats));
+        if n_lp > 0 {
+            out.top_logprobs = Some(tops);
+        }
+        serde_json::to_writer(&mut stdout, &out)?;
+        writeln!(stdout)?;
+        print_stats(&stats);
+        return Ok(());
+    }
+
+    if a.echo {
+        write!(stdout, "{text}")?;
+        stdout.flush()?;
+    }
+    let mut io_err = None;
+    let stats = eng.generate(&ids, &p, |ev| {
+        let r = stdout
+            .write_all(ev.text.as_bytes())
+            .and_then(|_| stdout.flush());
+        match r {
+            Ok(()) => true,
+            Err(e) => {
+                io_err = Some(e);
+                false
+            }
+        }
+    })?;
+    if let Some(e) = io_err {
+        return Err(e.into());
+    }
+    writeln!(stdout)?;
+    print_stats(&stats);
+    Ok(())
+}
+
+/// `lume chat`: read user lines, answer each with the whole conversation as context.
+pub fn chat(a: &ChatArgs) -> Result<()> {
+    let path = a.load.model.path()?;
+    let tmpl = ChatTemplate::from_gguf(&gguf::GgufFile::open(&path)?)?;
+    let mut eng = load_engine(&path, a.load.threads, a.load.ctx)?;
+    let mut msgs: Vec<ChatMessage> = Vec::new();
+    if let Some(sys) = &a.system {
+        msgs.push(ChatMessage::new("system", sys.as_str()));
+    }
+    let base = msgs.len();
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        eprintln!("lume chat: type a message and press Enter; /reset clears the conversation, /exit or Ctrl-D quits.");
+    }
+    let p = GenerateParams {
+        max_tokens: a.max_tokens,
+        sampler: a.sampling.config(),
+        ..GenerateParams::default()
+    };
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    let mut stdout = std::io::stdout();
+    loop {
+        if interactive {
+            eprint!("> ");
+        }
+        line.clear();
+        if stdin.read_line(&mut line)? == 0 {
+            break;
+        }
+        let input = line.trim_end_matches(['\n', '\r']);
+        match input.trim() {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                msgs.truncate(base);
+                eprintln!("(conversation cleared)");
+                continue;
+            }
+            _ => {}
+        }
+        msgs.push(ChatMessage::new("user", input));
+        let text = tmpl.render(&msgs, true)?;
+        let ids = eng.tokenize(&text, true, true);
+        let mut answer = String::new();
+        let mut io_err = None;
+        let stats = eng.generate(&ids, &p, |ev| {
+            answer.push_str(ev.text);
+            match stdout
+                .write_all(ev.text.as_bytes())
+                .and_then(|_| stdout.flush())
+            {
+                Ok(()) => true,
+                Err(e) => {
+                    io_err = Some(e);
+                    false
+                }
+            }
+        });
+        let stats = match stats {
+            Ok(s) => s,
+            Err(engine::EngineError::ContextTooLong { .. }) => {
+                eprintln!("(the conversation no longer fits in the context; /reset to start over)");
+                msgs.pop();
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(e) = io_err {
+            return Err(e.into());
+        }
+        writeln!(stdout)?;
+        if interactive {
+            print_stats(&stats);
+        }
+        msgs.push(ChatMessage::new("assistant", answer.trim()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_ids_accepts_spaces_and_rejects_junk() {
+        assert_eq!(parse_ids("1, 2,3").unwrap(), vec![1, 2, 3]);
+        assert_eq!(parse_ids("").unwrap(), Vec::<u32>::new());
+        assert!(parse_ids("1,x").is_err());
+        assert!(parse_ids("-1").is_err());
+    }
+
+    #[test]
+    fn json_shape() {
+        let j = RunJson {
+            text: None,
+            ids: vec![1, 2],
+            top_logprobs: Some(vec![None, Some(vec![(5, -0.5)])]),
+            stop: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&j).unwrap(),
+            r#"{"ids":[1,2],"top_logprobs":[null,[[5,-0.5]]]}"#
+        );
+    }
 }

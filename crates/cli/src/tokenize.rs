@@ -1,7 +1,10 @@
 //! `lume tokenize`.
 
-use anyhow::{bail, Result};
+use std::io::Write;
+
+use anyhow::Result;
 use clap::Args;
+use serde::Serialize;
 
 use crate::ModelArg;
 
@@ -22,6 +25,32 @@ pub struct TokenizeArgs {
     pub add_special: bool,
 }
 
-pub fn run(_args: &TokenizeArgs) -> Result<()> {
-    bail!("`lume tokenize` is not available yet")
+#[derive(Serialize)]
+struct TokenizeJson {
+    ids: Vec<u32>,
+    /// Each token's bytes as text (lossy when a token holds part of a UTF-8 character).
+    pieces: Vec<String>,
+}
+
+pub fn run(a: &TokenizeArgs) -> Result<()> {
+    let path = a.model.path()?;
+    // Only the tokenizer is needed: no model weights are touched.
+    let file = gguf::GgufFile::open(&path)?;
+    let tok = tokenizer::Tokenizer::from_gguf(&file)?;
+    let ids = tok.encode(&a.text, a.add_special, !a.no_parse_special);
+    let pieces: Vec<String> = ids
+        .iter()
+        .map(|&id| String::from_utf8_lossy(tok.token_bytes(id)).into_owned())
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer(&mut out, &TokenizeJson { ids, pieces })?;
+        writeln!(out)?;
+    } else {
+        for (id, piece) in ids.iter().zip(&pieces) {
+            writeln!(out, "{id:>8} {piece:?}")?;
+        }
+        writeln!(out, "{} tokens", ids.len())?;
+    }
+    Ok(())
 }

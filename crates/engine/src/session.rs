@@ -138,6 +138,16 @@ impl Session {
         fwd.truncate(0);
     }
 
+    /// Forgets what the cache holds without touching the model (after raw evaluations).
+    pub fn forget(&mut self) {
+        self.cached.clear();
+    }
+
+    /// The logits buffer (for raw evaluations).
+    pub fn logits_mut(&mut self) -> &mut Vec<f32> {
+        &mut self.logits
+    }
+
     fn check_ids(&self, fwd: &dyn Forward, ids: &[u32]) -> Result<(), EngineError> {
         let n_vocab = fwd.n_vocab();
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= n_vocab) {

@@ -1,0 +1,351 @@
+//! End-to-end tests of `lume` on models: tokenize, run (text and machine-readable), bench.
+//! Real models come from the cache via `hub::ensure` (pulled on first use).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const LUME: &str = env!("CARGO_BIN_EXE_lume");
+
+fn testdata(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(rel)
+}
+
+fn fixture(rel: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(testdata(rel)).unwrap()).unwrap()
+}
+
+fn smollm2() -> String {
+    hub::ensure("smollm2-135m")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+fn lume(args: &[&str]) -> Output {
+    let out = Command::new(LUME).args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "lume {args:?} panicked: {err}");
+    out
+}
+
+fn ok_json(args: &[&str]) -> Value {
+    let out = lume(args);
+    assert!(
+        out.status.success(),
+        "lume {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "lume {args:?}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn ids_of(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
+}
+
+/// The reference piece as text (byte-list pieces decoded lossily, as lume prints them).
+fn piece_text(p: &Value) -> String {
+    match p {
+        Value::String(s) => s.clone(),
+        Value::Array(bytes) => {
+            let b: Vec<u8> = bytes.iter().map(|x| x.as_u64().unwrap() as u8).collect();
+            String::from_utf8_lossy(&b).into_owned()
+        }
+        _ => panic!("bad piece {p}"),
+    }
+}
+
+#[test]
+fn tokenize_json_matches_reference() {
+    let model = smollm2();
+    let fx = fixture("tokenizer/smollm2.json");
+    let wanted = [
+        "plain_english",
+        "trailing_3_spaces",
+        "newlines",
+        "digits_7",
+        "emoji",
+        "chinese",
+        "special_chat",
+        "special_chat/no_special",
+        "special_model_repo",
+        "empty",
+    ];
+    let mut n = 0;
+    for case in fx["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        if !wanted.contains(&name) {
+            continue;
+        }
+        let text = case["text"].as_str().unwrap();
+        let mut args = vec!["tokenize", "-m", &model, "--json"];
+        if case["parse_special"] == false {
+            args.push("--no-parse-special");
+        }
+        args.extend(["--", text]);
+        let got = ok_json(&args);
+        assert_eq!(ids_of(&got["ids"]), ids_of(&case["ids"]), "case {name}");
+        let pieces: Vec<String> = case["pieces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(piece_text)
+            .collect();
+        let got_pieces: Vec<String> = got["pieces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got_pieces, pieces, "case {name}");
+        n += 1;
+    }
+    assert_eq!(n, wanted.len());
+}
+
+/// Teacher-forced scoring of a chat case through `--prompt-ids --echo --logprobs`.
+#[test]
+fn run_scores_prompt_ids_like_the_reference() {
+    let model = smollm2();
+    let fx = fixture("greedy/smollm2.json");
+    let case = fx["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "chat")
+        .unwrap();
+    let prompt = ids_of(&case["prompt_ids"]);
+    let gen = ids_of(&case["generated_ids"]);
+    let all: Vec<u64> = prompt.iter().chain(&gen).copied().collect();
+    let csv = all
+        .iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let got = ok_json(&[
+        "run",
+        "-m",
+        &model,
+        "--prompt-ids",
+        &csv,
+        "--echo",
+        "--logprobs",
+        "5",
+        "--max-tokens",
+        "0",
+        "--temp",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(ids_of(&got["ids"]), all);
+    let tops = got["top_logprobs"].as_array().unwrap();
+    assert_eq!(tops.len(), all.len());
+    assert!(tops[0].is_null());
+    for t in &tops[1..] {
+        let t = t.as_array().unwrap();
+        assert_eq!(t.len(), 5);
+        let lps: Vec<f64> = t.iter().map(|e| e[1].as_f64().unwrap()).collect();
+        assert!(lps.windows(2).all(|w| w[0] >= w[1]), "{lps:?}");
+        assert!(lps[0] <= 0.0);
+    }
+    let margins = case["margins"].as_array().unwrap();
+    let mut checked = 0;
+    for (k, &want) in gen.iter().enumerate() {
+        if margins[k].as_f64().unwrap() <= 0.5 {
+            continue;
+        }
+        let top1 = tops[prompt.len() + k][0][0].as_u64().unwrap();
+        assert_eq!(top1, want, "step {k}");
+        checked += 1;
+    }
+    assert!(checked > 0);
+}
+
+#[test]
+fn run_generates_from_prompt_ids() {
+    let model = smollm2();
+    let fx = fixture("greedy/smollm2.json");
+    let case = &fx["cases"][0];
+    let prompt = ids_of(&case["prompt_ids"]);
+    let gen = ids_of(&case["generated_ids"]);
+    let csv = prompt
+        .iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let got = ok_json(&[
+        "run",
+        "-m",
+        &model,
+        "--prompt-ids",
+        &csv,
+        "--logprobs",
+        "3",
+        "--max-tokens",
+        "3",
+        "--temp",
+        "0",
+        "--json",
+    ]);
+    let ids = ids_of(&got["ids"]);
+    assert!(!ids.is_empty() && ids.len() <= 3, "{ids:?}");
+    let tops = got["top_logprobs"].as_array().unwrap();
+    assert_eq!(tops.len(), ids.len());
+    for (t, id) in tops.iter().zip(&ids) {
+        assert_eq!(t[0][0].as_u64().unwrap(), *id, "greedy picks the top token");
+    }
+    if case["margins"][0].as_f64().unwrap() > 0.5 {
+        assert_eq!(ids[0], gen[0]);
+    }
+}
+
+#[test]
+fn run_streams_text_and_reports_speed() {
+    let model = smollm2();
+    let out = lume(&[
+        "run",
+        "-m",
+        &model,
+        "--temp",
+        "0",
+        "--max-tokens",
+        "8",
+        "The capital of France is",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+    assert!(err.contains("tokens/s"), "{err}");
+}
+
+#[test]
+fn run_chat_json_has_text() {
+    let model = smollm2();
+    let got = ok_json(&[
+        "run",
+        "-m",
+        &model,
+        "--chat",
+        "--temp",
+        "0",
+        "--max-tokens",
+        "6",
+        "--json",
+        "What is the capital of France?",
+    ]);
+    assert!(got["text"].is_string());
+    assert!(!ids_of(&got["ids"]).is_empty());
+}
+
+#[test]
+fn run_on_a_bad_file_fails_cleanly() {
+    let dir = std::env::temp_dir().join(format!("lume-cli-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = std::fs::read(testdata("tiny/llama/model.f32.gguf")).unwrap();
+    let bad = dir.join("cut-in-half.gguf");
+    std::fs::write(&bad, &good[..good.len() / 2]).unwrap();
+    let out = lume(&[
+        "run",
+        "-m",
+        bad.to_str().unwrap(),
+        "--max-tokens",
+        "1",
+        "hi",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("cut-in-half.gguf"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bench_json_on_tiny_model() {
+    let model = testdata("tiny/llama/model.f32.gguf");
+    let got = ok_json(&[
+        "bench",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        "16",
+        "-n",
+        "4",
+        "-r",
+        "2",
+        "-t",
+        "1",
+        "--json",
+    ]);
+    let rows = got.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["test"], "pp16");
+    assert_eq!(rows[0]["n_prompt"], 16);
+    assert_eq!(rows[1]["test"], "tg4");
+    assert_eq!(rows[1]["n_gen"], 4);
+    for r in rows {
+        assert_eq!(r["n_threads"], 1);
+        assert!(r["avg_ts"].as_f64().unwrap() > 0.0);
+        assert!(r["stddev_ts"].as_f64().unwrap() >= 0.0);
+        assert_eq!(r["samples_ts"].as_array().unwrap().len(), 2);
+    }
+}
+
+#[test]
+fn chat_flag_on_a_model_without_template_is_a_clear_error() {
+    let gemma = hub::ensure("gemma3-270m").unwrap();
+    let out = lume(&[
+        "run",
+        "-m",
+        gemma.to_str().unwrap(),
+        "--chat",
+        "--max-tokens",
+        "1",
+        "hi",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("chat template"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn chat_command_answers_each_line() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let model = smollm2();
+    let mut child = Command::new(LUME)
+        .args(["chat", "-m", &model, "--temp", "0", "-n", "6"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Hello!\nWhat is 2+2?\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().filter(|l| !l.trim().is_empty()).count() >= 2,
+        "{text:?}"
+    );
+}

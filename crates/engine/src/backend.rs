@@ -1,0 +1,116 @@
+//! The real model behind the [`Forward`] trait: a `model::Model`, its one-slot KV cache and a
+//! reusable batch.
+
+use std::path::PathBuf;
+
+use gguf::GgufFile;
+use model::{Batch, KvCache, Model, ModelError};
+
+use crate::engine::{EngineOptions, DEFAULT_MAX_CTX};
+use crate::session::Forward;
+use crate::EngineError;
+
+/// The KV-cache slot every request uses (the engine serves one conversation at a time).
+const SLOT: usize = 0;
+
+pub struct ModelBackend {
+    model: Model,
+    cache: KvCache,
+    batch: Batch,
+    /// Logits of one chunk when a long evaluation is split.
+    chunk_logits: Vec<f32>,
+    path: PathBuf,
+}
+
+impl ModelBackend {
+    pub fn load(file: GgufFile, opts: &EngineOptions) -> Result<ModelBackend, EngineError> {
+        let path = file.path().to_path_buf();
+        let model = Model::from_gguf(file).map_err(|e| model_err(&path, e))?;
+        let info = model.info();
+        let n_ctx = if opts.n_ctx > 0 {
+            opts.n_ctx
+        } else if info.n_ctx_train > 0 {
+            info.n_ctx_train.min(DEFAULT_MAX_CTX)
+        } else {
+            DEFAULT_MAX_CTX
+        };
+        let cache = model.new_cache(1, n_ctx).map_err(|e| model_err(&path, e))?;
+        Ok(ModelBackend {
+            model,
+            cache,
+            batch: Batch::new(),
+            chunk_logits: Vec::new(),
+            path,
+        })
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+}
+
+/// Model errors name the key or tensor; add the file (GGUF errors carry it already).
+pub fn model_err(path: &std::path::Path, e: ModelError) -> EngineError {
+    match e {
+        ModelError::Gguf(g) => EngineError::Gguf(g),
+        other => EngineError::Model {
+            path: path.to_path_buf(),
+            error: other,
+        },
+    }
+}
+
+impl Forward for ModelBackend {
+    fn n_vocab(&self) -> usize {
+        self.model.info().vocab
+    }
+
+    fn n_ctx(&self) -> usize {
+        self.cache.n_ctx()
+    }
+
+    fn truncate(&mut self, pos: usize) {
+        let len = self.cache.len(SLOT).min(pos);
+        // Cannot fail: the slot exists and `len` is at most its length.
+        let _ = self.cache.truncate(SLOT, len);
+    }
+
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        pos0: usize,
+        all: bool,
+        logits: &mut Vec<f32>,
+    ) -> Result<(), EngineError> {
+        let max = self.model.info().max_batch.max(1);
+        logits.clear();
+        let n_chunks = tokens.len().div_ceil(max);
+        for (c, chunk) in tokens.chunks(max).enumerate() {
+            let start = pos0 + c * max;
+            let last = c + 1 == n_chunks;
+            self.batch.clear();
+            for (i, &t) in chunk.iter().enumerate() {
+                let want = all || (last && i + 1 == chunk.len());
+                self.batch.push(t, (start + i) as u32, SLOT, want);
+            }
+            if all || last {
+                // With one chunk (the usual case) the model writes straight into `logits`.
+                if n_chunks == 1 {
+                    self.model
+                        .forward(&self.batch, &mut self.cache, logits)
+                        .map_err(|e| model_err(&self.path, e))?;
+                } else {
+                    self.model
+                        .forward(&self.batch, &mut self.cache, &mut self.chunk_logits)
+                        .map_err(|e| model_err(&self.path, e))?;
+                    logits.extend_from_slice(&self.chunk_logits);
+                }
+            } else {
+                self.model
+                    .forward(&self.batch, &mut self.cache, &mut self.chunk_logits)
+                    .map_err(|e| model_err(&self.path, e))?;
+            }
+        }
+        Ok(())
+    }
+}

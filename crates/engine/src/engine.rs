@@ -1,0 +1,202 @@
+//! [`Engine`]: a loaded model with its tokenizer, KV cache and generation session.
+
+use std::path::Path;
+
+use gguf::GgufFile;
+use sampling::{Sampler, SamplerConfig};
+use tokenizer::Tokenizer;
+
+use crate::backend::ModelBackend;
+use crate::chat::ChatTemplate;
+use crate::session::{Forward, GenerateStats, LoopParams, Session, TokenEvent, Vocab};
+use crate::EngineError;
+
+/// Largest context used when the caller does not ask for one (the model may allow more).
+pub const DEFAULT_MAX_CTX: usize = 4096;
+
+/// How to load a model.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Worker threads for the kernels (0 = all cores).
+    pub threads: usize,
+    /// Context size in tokens (0 = the model's, capped at [`DEFAULT_MAX_CTX`]).
+    pub n_ctx: usize,
+    /// Most prompt tokens per forward call.
+    pub batch: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            threads: 0,
+            n_ctx: 0,
+            batch: 512,
+        }
+    }
+}
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct GenerateParams {
+    /// Most tokens to generate (an end-of-generation token counts).
+    pub max_tokens: usize,
+    pub sampler: SamplerConfig,
+    /// Generation stops when the text contains one of these (which is not emitted).
+    pub stop: Vec<String>,
+    /// Report the top-N log-probabilities of each step (0 = none).
+    pub logprobs: usize,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams {
+            max_tokens: 256,
+            sampler: SamplerConfig::default(),
+            stop: Vec::new(),
+            logprobs: 0,
+        }
+    }
+}
+
+/// A loaded model ready to generate.
+pub struct Engine {
+    tokenizer: Tokenizer,
+    backend: ModelBackend,
+    session: Session,
+    batch: usize,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("file", &self.gguf().path())
+            .field("n_ctx", &self.backend.n_ctx())
+            .finish()
+    }
+}
+
+/// The tokenizer seen through the [`Vocab`] trait.
+struct TokVocab<'a>(&'a Tokenizer);
+
+impl Vocab for TokVocab<'_> {
+    fn token_bytes(&self, id: u32) -> &[u8] {
+        self.0.token_bytes(id)
+    }
+    fn is_eog(&self, id: u32) -> bool {
+        self.0.is_eog(id)
+    }
+}
+
+impl Engine {
+    /// Opens `path`, builds the tokenizer and the model, and allocates the KV cache.
+    pub fn load(path: impl AsRef<Path>, opts: EngineOptions) -> Result<Engine, EngineError> {
+        // TODO(kernels): apply `opts.threads` once the kernels expose `set_num_threads`.
+        let file = GgufFile::open(path.as_ref())?;
+        let tokenizer = Tokenizer::from_gguf(&file)?;
+        let backend = ModelBackend::load(file, &opts)?;
+        Ok(Engine {
+            tokenizer,
+            backend,
+            session: Session::default(),
+            batch: opts.batch.max(1),
+        })
+    }
+
+    /// The model file.
+    pub fn gguf(&self) -> &GgufFile {
+        self.backend.model().gguf()
+    }
+
+    /// Facts about the model (architecture, sizes).
+    pub fn info(&self) -> &model::ModelInfo {
+        self.backend.model().info()
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        self.backend.n_vocab()
+    }
+
+    pub fn n_ctx(&self) -> usize {
+        self.backend.n_ctx()
+    }
+
+    /// Text to token ids (`add_special`: BOS where the model wants one; `parse_special`:
+    /// control-token text such as `<|im_start|>` becomes its id).
+    pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
+        self.tokenizer.encode(text, add_special, parse_special)
+    }
+
+    /// Token ids to bytes (special tokens as their text).
+    pub fn detokenize(&self, ids: &[u32]) -> Vec<u8> {
+        self.tokenizer.decode(ids)
+    }
+
+    /// The model's chat template ([`EngineError::NoChatTemplate`] for base models).
+    pub fn chat_template(&self) -> Result<ChatTemplate, EngineError> {
+        ChatTemplate::from_gguf(self.gguf())
+    }
+
+    /// Generates after `prompt`, calling `on_event` for every token (return false to stop).
+    /// Stops at an end-of-generation token, a stop string, `max_tokens`, or a full context.
+    /// A prompt that starts like the previous request reuses its KV cache.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        mut on_event: impl FnMut(&TokenEvent) -> bool,
+    ) -> Result<GenerateStats, EngineError> {
+        params.sampler.validate()?;
+        let mut sampler = Sampler::new(params.sampler.clone());
+        let lp = LoopParams {
+            max_tokens: params.max_tokens,
+            stop: &params.stop,
+            logprobs: params.logprobs,
+            batch: self.batch,
+        };
+        let vocab = TokVocab(&self.tokenizer);
+        self.session.generate(
+            &mut self.backend,
+            &vocab,
+            prompt,
+            &lp,
+            &mut |logits, history| sampler.sample(logits, history),
+            &mut on_event,
+        )
+    }
+
+    /// One pass over `ids`: entry `i` holds the `n` most likely next tokens (id, log-prob)
+    /// after reading `ids[..=i]`.
+    pub fn score(&mut self, ids: &[u32], n: usize) -> Result<Vec<Vec<(u32, f32)>>, EngineError> {
+        self.session.score(&mut self.backend, ids, n, self.batch)
+    }
+
+    /// Empties the KV cache.
+    pub fn reset(&mut self) {
+        self.session.clear(&mut self.backend);
+    }
+
+    /// Low level (benchmarks): evaluates `tokens` at positions `pos0..` with only the last
+    /// row's logits computed, and returns them. Bypasses the prefix bookkeeping, so call
+    /// [`Engine::reset`] before the next `generate`.
+    pub fn eval(&mut self, tokens: &[u32], pos0: usize) -> Result<&[f32], EngineError> {
+        let n_vocab = self.backend.n_vocab();
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(EngineError::BadToken { id: bad, n_vocab });
+        }
+        if pos0 + tokens.len() > self.backend.n_ctx() {
+            return Err(EngineError::ContextTooLong {
+                n_tokens: pos0 + tokens.len(),
+                n_ctx: self.backend.n_ctx(),
+            });
+        }
+        self.session.forget();
+        self.backend.truncate(pos0);
+        let logits = self.session.logits_mut();
+        self.backend.forward(tokens, pos0, false, logits)?;
+        Ok(&self.session.logits_mut()[..])
+    }
+}
