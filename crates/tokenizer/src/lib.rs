@@ -332,64 +332,7 @@ impl Tokenizer {
         }
 
         // --- llama.cpp's load-time fix-ups, by token text
-        let find = |names: &[&str]| names.iter().find_map(|s| vocab.get(s.as_bytes()));
-        if eot.is_none() {
-            eot = find(EOT_TEXTS);
-            if let Some(id) = eot {
-                attrs[id as usize] |= attr::CONTROL;
-            }
-        }
-        if eom.is_none() {
-            eom = vocab.get(b"<|eom_id|>");
-            if let Some(id) = eom {
-                attrs[id as usize] |= attr::CONTROL;
-            }
-        }
-        for (slot, names) in fim.iter_mut().zip(FIM_TEXTS) {
-            if slot.is_none() {
-                *slot = find(names);
-                if let Some(id) = *slot {
-                    attrs[id as usize] |= attr::CONTROL;
-                }
-            }
-        }
-        let mut eog = vec![false; n];
-        for id in fim[3..].iter().flatten() {
-            eog[*id as usize] = true;
-        }
-        for name in EOG_TEXTS {
-            if let Some(id) = vocab.get(name.as_bytes()) {
-                eog[id as usize] = true;
-                attrs[id as usize] |= attr::CONTROL;
-            }
-        }
-        // gpt-oss: these are always rendered, never special.
-        for name in ["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"] {
-            if let Some(id) = vocab.get(name.as_bytes()) {
-                attrs[id as usize] = attr::USER_DEFINED;
-            }
-        }
-        for id in [eos, eot, eom].into_iter().flatten() {
-            eog[id as usize] = true;
-        }
-        // o200k_harmony / solar-open: "<|end|>" does not end generation there.
-        let has =
-            |eog: &[bool], s: &str| vocab.get(s.as_bytes()).is_some_and(|id| eog[id as usize]);
-        if (has(&eog, "<|return|>") && has(&eog, "<|call|>") && has(&eog, "<|end|>"))
-            || (has(&eog, "<|calls|>") && has(&eog, "<|flush|>") && has(&eog, "<|end|>"))
-        {
-            if let Some(id) = vocab.get(b"<|end|>") {
-                eog[id as usize] = false;
-                attrs[id as usize] = attr::USER_DEFINED;
-            }
-        }
-        // gemma4 / paddleocr: "</s>" is an ordinary token when "<|tool_response>" exists.
-        if has(&eog, "<|tool_response>") && has(&eog, "</s>") {
-            if let Some(id) = vocab.get(b"</s>") {
-                eog[id as usize] = false;
-                attrs[id as usize] = attr::NORMAL;
-            }
-        }
+        let eog = fix_up(&vocab, &mut attrs, eos, &mut eot, &mut eom, &mut fim);
 
         // --- special-token matcher
         let special_mask = attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN;
@@ -407,49 +350,13 @@ impl Tokenizer {
 
         // --- decoded bytes of each token
         let byte_char = unicode::byte_to_char_table();
-        let char_byte = unicode::char_to_byte_table(&byte_char);
-        let mut pieces = Vec::with_capacity(vocab_text_len(&vocab));
-        let mut piece_offs = Vec::with_capacity(n + 1);
-        for id in 0..n as u32 {
-            piece_offs.push(pieces.len() as u32);
-            let a = attrs[id as usize];
-            let text = vocab.text(id);
-            if a & special_mask != 0 {
-                pieces.extend_from_slice(text.as_bytes());
-            } else if a & attr::NORMAL != 0 {
-                if is_spm {
-                    let mut rest = text;
-                    while let Some(p) = rest.find('▁') {
-                        pieces.extend_from_slice(&rest.as_bytes()[..p]);
-                        pieces.push(b' ');
-                        rest = &rest[p + '▁'.len_utf8()..];
-                    }
-                    pieces.extend_from_slice(rest.as_bytes());
-                } else {
-                    let mut buf = [0u8; 4];
-                    for c in text.chars() {
-                        match char_byte.get(c as usize).copied().flatten() {
-                            Some(b) => pieces.push(b),
-                            // Not a GPT-2 byte character: keep it as it is.
-                            None => pieces.extend_from_slice(c.encode_utf8(&mut buf).as_bytes()),
-                        }
-                    }
-                }
-            } else if a & attr::BYTE != 0 {
-                match parse_byte_token(text) {
-                    Some(b) => pieces.push(b),
-                    None => pieces.extend_from_slice(text.as_bytes()),
-                }
-            }
-            // Unused and undefined tokens decode to nothing, as in llama.cpp.
-            if pieces.len() > u32::MAX as usize {
-                return Err(invalid(
+        let (pieces, piece_offs) =
+            decode_pieces(&vocab, &attrs, is_spm, &byte_char).ok_or_else(|| {
+                invalid(
                     "tokenizer.ggml.tokens",
                     "the vocabulary text is too large".into(),
-                ));
-            }
-        }
-        piece_offs.push(pieces.len() as u32);
+                )
+            })?;
 
         // --- the merge model
         let model = if is_spm {
@@ -664,9 +571,132 @@ impl Tokenizer {
     }
 }
 
-fn vocab_text_len(v: &Vocab) -> usize {
-    // A rough capacity hint: decoded pieces are about as long as the token strings.
-    v.len() * 6
+/// llama.cpp's load-time fix-ups: find EOT / EOM / FIM tokens by text when the file names
+/// none (re-typing them as control tokens), build the end-of-generation set (also re-typing
+/// its members as control), and the model-specific exceptions. Returns the EOG flags.
+fn fix_up(
+    vocab: &Vocab,
+    attrs: &mut [u8],
+    eos: Option<u32>,
+    eot: &mut Option<u32>,
+    eom: &mut Option<u32>,
+    fim: &mut [Option<u32>; 6],
+) -> Vec<bool> {
+    let n = attrs.len();
+    let find = |names: &[&str]| names.iter().find_map(|s| vocab.get(s.as_bytes()));
+    if eot.is_none() {
+        *eot = find(EOT_TEXTS);
+        if let Some(id) = *eot {
+            attrs[id as usize] |= attr::CONTROL;
+        }
+    }
+    if eom.is_none() {
+        *eom = vocab.get(b"<|eom_id|>");
+        if let Some(id) = *eom {
+            attrs[id as usize] |= attr::CONTROL;
+        }
+    }
+    for (slot, names) in fim.iter_mut().zip(FIM_TEXTS) {
+        if slot.is_none() {
+            *slot = find(names);
+            if let Some(id) = *slot {
+                attrs[id as usize] |= attr::CONTROL;
+            }
+        }
+    }
+    let mut eog = vec![false; n];
+    for id in fim[3..].iter().flatten() {
+        eog[*id as usize] = true;
+    }
+    for name in EOG_TEXTS {
+        if let Some(id) = vocab.get(name.as_bytes()) {
+            eog[id as usize] = true;
+            attrs[id as usize] |= attr::CONTROL;
+        }
+    }
+    // gpt-oss: these are always rendered, never special.
+    for name in ["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"] {
+        if let Some(id) = vocab.get(name.as_bytes()) {
+            attrs[id as usize] = attr::USER_DEFINED;
+        }
+    }
+    for id in [eos, *eot, *eom].into_iter().flatten() {
+        eog[id as usize] = true;
+    }
+    // o200k_harmony / solar-open: "<|end|>" does not end generation there.
+    let has = |eog: &[bool], s: &str| vocab.get(s.as_bytes()).is_some_and(|id| eog[id as usize]);
+    if (has(&eog, "<|return|>") && has(&eog, "<|call|>") && has(&eog, "<|end|>"))
+        || (has(&eog, "<|calls|>") && has(&eog, "<|flush|>") && has(&eog, "<|end|>"))
+    {
+        if let Some(id) = vocab.get(b"<|end|>") {
+            eog[id as usize] = false;
+            attrs[id as usize] = attr::USER_DEFINED;
+        }
+    }
+    // gemma4 / paddleocr: "</s>" is an ordinary token when "<|tool_response>" exists.
+    if has(&eog, "<|tool_response>") && has(&eog, "</s>") {
+        if let Some(id) = vocab.get(b"</s>") {
+            eog[id as usize] = false;
+            attrs[id as usize] = attr::NORMAL;
+        }
+    }
+    eog
+}
+
+/// The bytes each token decodes to, back to back, and the offsets of each token's bytes
+/// (`None` if they would not fit u32 offsets). Control, user-defined and unknown tokens are
+/// their text; normal tokens are decoded (`▁` -> space for SentencePiece, GPT-2 characters
+/// -> bytes for byte-level BPE); byte tokens `<0xXX>` are their byte; unused and undefined
+/// tokens are empty, as in llama.cpp.
+fn decode_pieces(
+    vocab: &Vocab,
+    attrs: &[u8],
+    is_spm: bool,
+    byte_char: &[char; 256],
+) -> Option<(Vec<u8>, Vec<u32>)> {
+    let n = attrs.len();
+    let special_mask = attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN;
+    let char_byte = unicode::char_to_byte_table(byte_char);
+    let mut pieces = Vec::with_capacity(n * 6);
+    let mut piece_offs = Vec::with_capacity(n + 1);
+    for id in 0..n as u32 {
+        piece_offs.push(pieces.len() as u32);
+        let a = attrs[id as usize];
+        let text = vocab.text(id);
+        if a & special_mask != 0 {
+            pieces.extend_from_slice(text.as_bytes());
+        } else if a & attr::NORMAL != 0 {
+            if is_spm {
+                let mut rest = text;
+                while let Some(p) = rest.find('▁') {
+                    pieces.extend_from_slice(&rest.as_bytes()[..p]);
+                    pieces.push(b' ');
+                    rest = &rest[p + '▁'.len_utf8()..];
+                }
+                pieces.extend_from_slice(rest.as_bytes());
+            } else {
+                let mut buf = [0u8; 4];
+                for c in text.chars() {
+                    match char_byte.get(c as usize).copied().flatten() {
+                        Some(b) => pieces.push(b),
+                        // Not a GPT-2 byte character: keep it as it is.
+                        None => pieces.extend_from_slice(c.encode_utf8(&mut buf).as_bytes()),
+                    }
+                }
+            }
+        } else if a & attr::BYTE != 0 {
+            match parse_byte_token(text) {
+                Some(b) => pieces.push(b),
+                None => pieces.extend_from_slice(text.as_bytes()),
+            }
+        }
+        // Unused and undefined tokens decode to nothing, as in llama.cpp.
+        if pieces.len() > u32::MAX as usize {
+            return None;
+        }
+    }
+    piece_offs.push(pieces.len() as u32);
+    Some((pieces, piece_offs))
 }
 
 /// The byte of a `<0xXX>` token.
