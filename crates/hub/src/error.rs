@@ -6,6 +6,8 @@ use std::path::PathBuf;
 pub enum HubError {
     #[error("model '{name}' is neither a file nor a catalogue name (known: {known})")]
     Unknown { name: String, known: String },
+    #[error("{path}: no such model file")]
+    NoSuchFile { path: PathBuf },
     #[error("model '{name}' is not in the cache ({path}); run `lume pull {name}`")]
     NotPulled { name: String, path: PathBuf },
     #[error("{path}: {source}")]

@@ -130,6 +130,9 @@ pub fn resolve(model: &str) -> Result<PathBuf, HubError> {
         return Ok(p.to_path_buf());
     }
     match find(model) {
+        None if pull::looks_like_path(model) => Err(HubError::NoSuchFile {
+            path: p.to_path_buf(),
+        }),
         Some(e) => {
             let path = cached_path(e);
             if path.is_file() {

@@ -58,6 +58,9 @@ impl Puller {
         }
         match find(model) {
             Some(e) => self.pull(e),
+            None if looks_like_path(model) => Err(HubError::NoSuchFile {
+                path: p.to_path_buf(),
+            }),
             None => Err(HubError::Unknown {
                 name: model.to_string(),
                 known: CATALOGUE
@@ -352,6 +355,11 @@ pub fn ensure(model: &str) -> Result<PathBuf, HubError> {
 /// Pulls catalogue entry `e` with the default [`Puller`] (no-op when cached and verified).
 pub fn pull(e: &CatalogueEntry) -> Result<PathBuf, HubError> {
     Puller::from_env().pull(e)
+}
+
+/// Whether `-m M` was meant as a file rather than a catalogue name.
+pub(crate) fn looks_like_path(model: &str) -> bool {
+    model.contains('/') || model.contains(std::path::MAIN_SEPARATOR) || model.ends_with(".gguf")
 }
 
 /// Splits a command line on whitespace (no quoting); empty gives the default pip.

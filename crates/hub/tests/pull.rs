@@ -241,6 +241,10 @@ fn ensure_accepts_paths_and_rejects_unknown_names() {
     let err = p.ensure("no-such-model").unwrap_err();
     assert!(matches!(err, HubError::Unknown { .. }));
     assert!(err.to_string().contains("smollm2-135m"));
+    let missing = dir.join("missing.gguf");
+    let err = p.ensure(missing.to_str().unwrap()).unwrap_err();
+    assert!(matches!(err, HubError::NoSuchFile { .. }), "{err:?}");
+    assert!(err.to_string().contains("missing.gguf"));
     fs::remove_dir_all(&dir).unwrap();
 }
 
