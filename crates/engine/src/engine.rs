@@ -140,6 +140,13 @@ impl Engine {
         ChatTemplate::from_gguf(self.gguf())
     }
 
+    /// Renders `messages` with the chat template (ending where the assistant's answer starts)
+    /// and tokenizes the result, special-token text parsed.
+    pub fn chat_prompt(&self, messages: &[crate::ChatMessage]) -> Result<Vec<u32>, EngineError> {
+        let text = self.chat_template()?.render(messages, true)?;
+        Ok(self.tokenize(&text, true, true))
+    }
+
     /// Generates after `prompt`, calling `on_event` for every token (return false to stop).
     /// Stops at an end-of-generation token, a stop string, `max_tokens`, or a full context.
     /// A prompt that starts like the previous request reuses its KV cache.
