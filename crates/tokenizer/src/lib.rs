@@ -12,6 +12,10 @@
 //! - [`unicode`] / `unicode_tables`: character classes (letter, number, punctuation, space).
 //! - [`StreamDecoder`]: detokenizes one token at a time, never splitting a UTF-8 character.
 //!
+//! Outside the library: `examples/tok.rs` (ids and pieces of a text, or a batch as JSON),
+//! `examples/bench.rs` (timings), `tools/gen_unicode_tables.py` (writes `unicode_tables.rs`),
+//! `tools/crosscheck.py` (random strings against an independent regex-based reference).
+//!
 //! Encoding, as llama.cpp does it: (1) special tokens are cut out of the text (user-defined
 //! ones always, control ones only with `parse_special`), longest first; (2) each remaining
 //! text fragment is tokenized on its own: BPE splits it into words with the pre-tokenizer

@@ -248,3 +248,9 @@ fn stream_replaces_invalid_bytes() {
     assert_eq!(s.push(byte(b'a')), "\u{FFFD}a");
     assert!(!s.has_pending());
 }
+
+#[test]
+fn tokenizer_is_shareable_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tokenizer>();
+}
