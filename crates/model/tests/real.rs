@@ -108,3 +108,63 @@ fn smollm2_teacher_forced() {
 fn qwen2_teacher_forced() {
     teacher_forced("qwen2.5-coder-0.5b", "qwen2.json");
 }
+
+/// The KV-cache decode path on a real model agrees with the one-pass evaluation.
+#[test]
+fn smollm2_cached_decode_matches_one_pass() {
+    let m = Model::load(hub::ensure("smollm2-135m").unwrap()).unwrap();
+    let vocab = m.info().vocab;
+    let refp = format!(
+        "{}/../../testdata/greedy/smollm2.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let data: serde_json::Value = serde_json::from_slice(&std::fs::read(refp).unwrap()).unwrap();
+    let case = &data["cases"][0];
+    let ids = |k: &str| -> Vec<u32> {
+        case[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let (prompt, gen) = (ids("prompt_ids"), ids("generated_ids"));
+    let steps = gen.len().min(12);
+    let tokens: Vec<u32> = prompt.iter().chain(&gen[..steps]).copied().collect();
+
+    let mut cache = m.new_cache(2, 128).unwrap();
+    let mut one_pass = Vec::new();
+    m.forward(
+        &Batch::from_tokens(&tokens, 0, 0, true),
+        &mut cache,
+        &mut one_pass,
+    )
+    .unwrap();
+
+    // Slot 1: prompt, then one token per step.
+    let mut logits = Vec::new();
+    m.forward(
+        &Batch::from_tokens(&prompt, 0, 1, false),
+        &mut cache,
+        &mut logits,
+    )
+    .unwrap();
+    let mut worst = 0f32;
+    for k in 0..steps {
+        let row = prompt.len() - 1 + k;
+        let want = &one_pass[row * vocab..(row + 1) * vocab];
+        let err = common::max_abs_diff(&logits, want);
+        worst = worst.max(err);
+        assert_eq!(argmax(&logits), argmax(want), "step {k}");
+        let mut b = Batch::new();
+        b.push(gen[k], (prompt.len() + k) as u32, 1, true);
+        m.forward(&b, &mut cache, &mut logits).unwrap();
+    }
+    println!(
+        "smollm2 cached decode vs one pass: max abs logit diff {worst:.3e} over {steps} steps"
+    );
+    assert!(
+        worst < 1e-2,
+        "cached decode differs from one pass by {worst}"
+    );
+}
