@@ -12,7 +12,7 @@ pub mod matmul;
 pub mod quants;
 
 pub use matmul::matmul;
-pub use quants::{dequantize_row, supports};
+pub use quants::{can_quantize, dequantize_row, quantize_row, supports};
 
 use gguf::GgmlType;
 
@@ -21,6 +21,21 @@ use gguf::GgmlType;
 pub enum KernelError {
     #[error("tensor type {0} is not supported by lume's kernels")]
     UnsupportedType(GgmlType),
+    #[error("{ty}: {n} values is not a whole number of {block}-value blocks")]
+    PartialBlock {
+        ty: GgmlType,
+        n: usize,
+        block: usize,
+    },
+    #[error("{ty}: {n} values need {need} bytes of blocks, the buffer has {got}")]
+    ShortBuffer {
+        ty: GgmlType,
+        n: usize,
+        need: usize,
+        got: usize,
+    },
+    #[error("lume has no quantizer for {0}")]
+    NoQuantizer(GgmlType),
 }
 
 /// A row-major weight matrix of `rows` rows of `cols` values, in its file type.
