@@ -349,3 +349,43 @@ fn chat_command_answers_each_line() {
         "{text:?}"
     );
 }
+
+#[test]
+fn run_stop_string_ends_generation_without_printing_it() {
+    let model = smollm2();
+    let got = ok_json(&[
+        "run",
+        "-m",
+        &model,
+        "--temp",
+        "0",
+        "--max-tokens",
+        "40",
+        "--stop",
+        ".",
+        "--json",
+        "The capital of France is",
+    ]);
+    let text = got["text"].as_str().unwrap();
+    assert_eq!(got["stop"], "stop_string", "{got}");
+    assert!(!text.contains('.'), "{text:?}");
+    assert!(!text.trim().is_empty());
+}
+
+#[test]
+fn run_echo_prints_the_prompt_first() {
+    let model = smollm2();
+    let out = lume(&[
+        "run",
+        "-m",
+        &model,
+        "--temp",
+        "0",
+        "--max-tokens",
+        "3",
+        "--echo",
+        "Once upon a time",
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("Once upon a time"));
+}
