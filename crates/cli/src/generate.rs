@@ -195,6 +195,16 @@ fn print_stats(s: &GenerateStats) {
     );
 }
 
+/// Most `--logprobs` entries per position.
+const MAX_LOGPROBS: usize = 100;
+
+fn check_logprobs(a: &RunArgs) -> Result<()> {
+    if a.logprobs.is_some_and(|n| n > MAX_LOGPROBS) {
+        bail!("--logprobs: at most {MAX_LOGPROBS} tokens per position");
+    }
+    Ok(())
+}
+
 /// Scores and/or generates from explicit ids, for machines (`--prompt-ids`).
 fn run_ids(eng: &mut Engine, ids: &[u32], a: &RunArgs) -> Result<RunJson> {
     let n_lp = a.logprobs.unwrap_or(0);
@@ -241,6 +251,7 @@ fn read_prompt(a: &RunArgs) -> Result<String> {
 }
 
 pub fn run(a: &RunArgs) -> Result<()> {
+    check_logprobs(a)?;
     let path = a.load.model.path()?;
     if let Some(ids) = &a.prompt_ids {
         let ids = parse_ids(ids)?;

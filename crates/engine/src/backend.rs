@@ -10,6 +10,9 @@ use crate::engine::{EngineOptions, DEFAULT_MAX_CTX};
 use crate::session::Forward;
 use crate::EngineError;
 
+/// Largest context for a model that does not state its training context.
+const FALLBACK_CTX_LIMIT: usize = 32768;
+
 /// The KV-cache slot every request uses (the engine serves one conversation at a time).
 const SLOT: usize = 0;
 
@@ -27,6 +30,20 @@ impl ModelBackend {
         let path = file.path().to_path_buf();
         let model = Model::from_gguf(file).map_err(|e| model_err(&path, e))?;
         let info = model.info();
+        // A context larger than the model was trained for is refused: it would only cost
+        // memory (the KV cache is allocated up front) for positions the model cannot use.
+        let limit = if info.n_ctx_train > 0 {
+            info.n_ctx_train
+        } else {
+            FALLBACK_CTX_LIMIT
+        };
+        if opts.n_ctx > limit {
+            return Err(EngineError::ContextTooLarge {
+                path,
+                n_ctx: opts.n_ctx,
+                limit,
+            });
+        }
         let n_ctx = if opts.n_ctx > 0 {
             opts.n_ctx
         } else if info.n_ctx_train > 0 {

@@ -63,6 +63,12 @@ pub enum EngineError {
     NoChatTemplate { path: PathBuf },
     #[error("chat template: {msg}")]
     Template { msg: String },
+    #[error("{path}: a context of {n_ctx} tokens was asked for; the model allows at most {limit}")]
+    ContextTooLarge {
+        path: PathBuf,
+        n_ctx: usize,
+        limit: usize,
+    },
     #[error("the prompt is empty")]
     EmptyPrompt,
     #[error("token id {id} is out of range (vocabulary of {n_vocab})")]

@@ -160,6 +160,12 @@ fn bad_requests_are_errors() {
     };
     assert!(eng.generate(&[1, 2], &bad_sampler, |_| true).is_err());
     // The engine still works afterwards.
+    let huge = EngineOptions {
+        n_ctx: 1 << 40,
+        ..EngineOptions::default()
+    };
+    let err = Engine::load(testdata("tiny/llama/model.f32.gguf"), huge).unwrap_err();
+    assert!(err.to_string().contains("at most 256"), "{err}");
     assert_eq!(eng.score(&[1, 2, 3], 1).unwrap().len(), 3);
 }
 
