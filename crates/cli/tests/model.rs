@@ -389,3 +389,26 @@ fn run_echo_prints_the_prompt_first() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("Once upon a time"));
 }
+
+#[test]
+fn bench_table_on_tiny_model() {
+    let model = testdata("tiny/llama/model.f32.gguf");
+    let out = lume(&[
+        "bench",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        "8",
+        "-n",
+        "2",
+        "-r",
+        "1",
+        "-t",
+        "1",
+    ]);
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.starts_with("| model |"), "{s}");
+    assert!(s.contains("| pp8 |") && s.contains("| tg2 |"), "{s}");
+    assert!(s.contains(" ± "), "{s}");
+}
