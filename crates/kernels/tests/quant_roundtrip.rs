@@ -64,6 +64,11 @@ fn round_trip_error_bounds() {
         (GgmlType::Q4_0, 0.10),
         (GgmlType::Q4_1, 0.08),
         (GgmlType::MXFP4, 0.20),
+        (GgmlType::Q6_K, 0.02),
+        (GgmlType::Q5_K, 0.04),
+        (GgmlType::Q4_K, 0.08),
+        (GgmlType::Q3_K, 0.15),
+        (GgmlType::Q2_K, 0.35),
         (GgmlType::TQ1_0, 0.75),
         (GgmlType::TQ2_0, 0.75),
     ];

@@ -60,7 +60,23 @@ pub fn can_quantize(ty: GgmlType) -> bool {
     use GgmlType::*;
     matches!(
         ty,
-        F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | Q8_K | TQ1_0 | TQ2_0 | MXFP4
+        F32 | F16
+            | BF16
+            | Q4_0
+            | Q4_1
+            | Q5_0
+            | Q5_1
+            | Q8_0
+            | Q8_1
+            | Q2_K
+            | Q3_K
+            | Q4_K
+            | Q5_K
+            | Q6_K
+            | Q8_K
+            | TQ1_0
+            | TQ2_0
+            | MXFP4
     )
 }
 
@@ -184,6 +200,11 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Ker
         Q5_1 => each_mut(src, dst, legacy::quant_q5_1),
         Q8_0 => each_mut(src, dst, legacy::quant_q8_0),
         Q8_1 => each_mut(src, dst, legacy::quant_q8_1),
+        Q2_K => each_mut(src, dst, kquants::quant_q2_k),
+        Q3_K => each_mut(src, dst, kquants::quant_q3_k),
+        Q4_K => each_mut(src, dst, kquants::quant_q4_k),
+        Q5_K => each_mut(src, dst, kquants::quant_q5_k),
+        Q6_K => each_mut(src, dst, kquants::quant_q6_k),
         Q8_K => each_mut(src, dst, kquants::quant_q8_k),
         TQ1_0 => each_mut(src, dst, nonlinear::quant_tq1_0),
         TQ2_0 => each_mut(src, dst, nonlinear::quant_tq2_0),
