@@ -6,10 +6,7 @@ use gguf::GgmlType;
 
 /// Types with fixtures that lume cannot dequantize yet. Keep this honest and short: a type
 /// listed in testdata/quant that is neither supported nor here fails the test.
-const NOT_YET: &[&str] = &[
-    // lattice (grid) types, in progress
-    "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M",
-];
+const NOT_YET: &[&str] = &[];
 
 fn dir() -> std::path::PathBuf {
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/quant").into()

@@ -21,11 +21,14 @@ use half::{bf16, f16};
 use crate::KernelError;
 
 pub mod blocks;
+mod iq;
+mod iq_grids;
 mod kquants;
 mod legacy;
 mod nonlinear;
 
 pub use blocks::*;
+pub use iq::KSIGNS;
 pub use nonlinear::{KVALUES_IQ4NL, KVALUES_MXFP4};
 
 /// Whether [`dequantize_row`] (and so `matmul`) handles `ty`.
@@ -52,6 +55,13 @@ pub fn supports(ty: GgmlType) -> bool {
             | TQ1_0
             | TQ2_0
             | MXFP4
+            | IQ2_XXS
+            | IQ2_XS
+            | IQ2_S
+            | IQ3_XXS
+            | IQ3_S
+            | IQ1_S
+            | IQ1_M
     )
 }
 
@@ -142,6 +152,13 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), K
         TQ1_0 => each(src, dst, nonlinear::dequant_tq1_0),
         TQ2_0 => each(src, dst, nonlinear::dequant_tq2_0),
         MXFP4 => each(src, dst, nonlinear::dequant_mxfp4),
+        IQ2_XXS => each(src, dst, iq::dequant_iq2_xxs),
+        IQ2_XS => each(src, dst, iq::dequant_iq2_xs),
+        IQ2_S => each(src, dst, iq::dequant_iq2_s),
+        IQ3_XXS => each(src, dst, iq::dequant_iq3_xxs),
+        IQ3_S => each(src, dst, iq::dequant_iq3_s),
+        IQ1_S => each(src, dst, iq::dequant_iq1_s),
+        IQ1_M => each(src, dst, iq::dequant_iq1_m),
         other => return Err(KernelError::UnsupportedType(other)),
     }
     Ok(())
