@@ -210,3 +210,42 @@ fn every_quantizable_type_is_dequantizable() {
         }
     }
 }
+
+/// Data that is exactly representable (a fixture block dequantized) should come back with a
+/// much smaller error than random data.
+#[test]
+fn requantizing_on_grid_data_is_near_lossless() {
+    use base64::Engine;
+    let cases: &[(&str, f64)] = &[
+        ("Q8_0", 1e-6),
+        ("Q4_0", 1e-6),
+        ("Q4_1", 1e-4),
+        ("Q5_0", 1e-6),
+        ("Q5_1", 1e-4),
+        // the K-quant searches need not find the original scales, but get close
+        ("Q2_K", 0.03),
+        ("Q3_K", 0.03),
+        ("Q4_K", 1e-4),
+        ("Q5_K", 0.02),
+        ("Q6_K", 1e-4),
+    ];
+    for &(name, bound) in cases {
+        let path = format!(
+            "{}/../../testdata/quant/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let x: Vec<f32> = base64::engine::general_purpose::STANDARD
+            .decode(j["dequantized_f32le_b64"].as_str().unwrap())
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let ty = GgmlType::from_name(name).unwrap();
+        let y = round_trip(ty, &x);
+        let e = rel_rmse(&x, &y);
+        eprintln!("{name}: on-grid relative rmse {e:.6} (bound {bound})");
+        assert!(e <= bound, "{name}: {e} over {bound}");
+    }
+}
