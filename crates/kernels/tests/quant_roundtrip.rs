@@ -64,6 +64,8 @@ fn round_trip_error_bounds() {
         (GgmlType::Q4_0, 0.10),
         (GgmlType::Q4_1, 0.08),
         (GgmlType::MXFP4, 0.20),
+        (GgmlType::IQ4_NL, 0.09),
+        (GgmlType::IQ4_XS, 0.09),
         (GgmlType::Q6_K, 0.02),
         (GgmlType::Q5_K, 0.04),
         (GgmlType::Q4_K, 0.08),
@@ -228,6 +230,8 @@ fn requantizing_on_grid_data_is_near_lossless() {
         ("Q4_K", 1e-4),
         ("Q5_K", 0.02),
         ("Q6_K", 1e-4),
+        ("IQ4_NL", 0.03),
+        ("IQ4_XS", 0.03),
     ];
     for &(name, bound) in cases {
         let path = format!(

@@ -87,6 +87,8 @@ pub fn can_quantize(ty: GgmlType) -> bool {
             | TQ1_0
             | TQ2_0
             | MXFP4
+            | IQ4_NL
+            | IQ4_XS
     )
 }
 
@@ -226,6 +228,8 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Ker
         TQ1_0 => each_mut(src, dst, nonlinear::quant_tq1_0),
         TQ2_0 => each_mut(src, dst, nonlinear::quant_tq2_0),
         MXFP4 => each_mut(src, dst, nonlinear::quant_mxfp4),
+        IQ4_NL => each_mut(src, dst, nonlinear::quant_iq4_nl),
+        IQ4_XS => each_mut(src, dst, nonlinear::quant_iq4_xs),
         other => return Err(KernelError::NoQuantizer(other)),
     }
     Ok(())

@@ -162,3 +162,127 @@ pub fn quant_mxfp4(x: &[f32], b: &mut BlockMXFP4) {
         b.qs[j] = code(x[j]) | (code(x[j + 16]) << 4);
     }
 }
+
+/// Index of the level in `KVALUES_IQ4NL` nearest to `x` (the lower one on ties).
+fn nearest_iq4nl(x: f32) -> u8 {
+    let v = &KVALUES_IQ4NL;
+    if x <= v[0] as f32 {
+        return 0;
+    }
+    if x >= v[15] as f32 {
+        return 15;
+    }
+    let (mut lo, mut hi) = (0usize, 15usize);
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if x < v[mid] as f32 {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    if x - (v[lo] as f32) <= v[hi] as f32 - x {
+        lo as u8
+    } else {
+        hi as u8
+    }
+}
+
+/// Best scale for one 32-value group on the IQ4_NL levels (ggml's reference search, with
+/// `x²` weights): start from `d = −max/127`, try 15 neighbouring inverse scales, keep the
+/// least-squares optimum. Writes the level indices to `l`.
+fn iq4nl_group(x: &[f32], l: &mut [u8]) -> f32 {
+    let mut max = 0.0f32;
+    for &v in x {
+        if v.abs() > max.abs() {
+            max = v;
+        }
+    }
+    if max.abs() < 1e-15 {
+        l.fill(0);
+        return 0.0;
+    }
+    let fit = |id: f32, l: &mut [u8]| {
+        let (mut sumqx, mut sumq2) = (0.0f32, 0.0f32);
+        for (li, &v) in l.iter_mut().zip(x) {
+            *li = nearest_iq4nl(id * v);
+            let q = KVALUES_IQ4NL[*li as usize] as f32;
+            let w = v * v;
+            sumqx += w * q * v;
+            sumq2 += w * q * q;
+        }
+        (sumqx, sumq2)
+    };
+    let k0 = KVALUES_IQ4NL[0] as f32;
+    let d0 = -max / k0;
+    let (sumqx, sumq2) = fit(1.0 / d0, l);
+    let mut d = if sumq2 > 0.0 { sumqx / sumq2 } else { d0 };
+    let mut best = d * sumqx;
+    let mut trial = [0u8; 32];
+    let trial = &mut trial[..x.len()];
+    for itry in -7..=7 {
+        let id = (itry as f32 + k0) / max;
+        let (sumqx, sumq2) = fit(id, trial);
+        if sumq2 > 0.0 && sumqx * sumqx > best * sumq2 {
+            d = sumqx / sumq2;
+            best = d * sumqx;
+            l.copy_from_slice(trial);
+        }
+    }
+    d
+}
+
+pub fn quant_iq4_nl(x: &[f32], b: &mut BlockIQ4NL) {
+    let mut l = [0u8; 32];
+    let d = iq4nl_group(x, &mut l);
+    b.d = to_f16_le(d);
+    // final codes against the stored (rounded) scale
+    let dh = f16_le(b.d);
+    if dh != 0.0 {
+        for (li, &v) in l.iter_mut().zip(x) {
+            *li = nearest_iq4nl(v / dh);
+        }
+    }
+    for j in 0..16 {
+        b.qs[j] = l[j] | (l[j + 16] << 4);
+    }
+}
+
+pub fn quant_iq4_xs(x: &[f32], b: &mut BlockIQ4XS) {
+    let mut l = [0u8; QK_K];
+    let mut scales = [0f32; 8];
+    let mut max_scale = 0f32;
+    for (ib, s) in scales.iter_mut().enumerate() {
+        *s = iq4nl_group(&x[32 * ib..32 * ib + 32], &mut l[32 * ib..32 * ib + 32]);
+        if s.abs() > max_scale.abs() {
+            max_scale = *s;
+        }
+    }
+    let d = -max_scale / 32.0;
+    b.d = to_f16_le(d);
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let dh = f16_le(b.d);
+    b.scales_l = [0; 4];
+    let mut scales_h = 0u16;
+    for (ib, &s) in scales.iter().enumerate() {
+        let ls = (nearest_int(id * s).clamp(-32, 31) + 32) as u8;
+        b.scales_l[ib / 2] |= (ls & 0x0F) << (4 * (ib % 2));
+        scales_h |= ((ls >> 4) as u16) << (2 * ib);
+        let dl = dh * (ls as i32 - 32) as f32;
+        let group = &mut l[32 * ib..32 * ib + 32];
+        if dl != 0.0 {
+            for (li, &v) in group.iter_mut().zip(&x[32 * ib..32 * ib + 32]) {
+                *li = nearest_iq4nl(v / dl);
+            }
+        }
+        for j in 0..16 {
+            b.qs[16 * ib + j] = group[j] | (group[j + 16] << 4);
+        }
+    }
+    b.scales_h = scales_h.to_le_bytes();
+}
+
+#[inline]
+fn nearest_int(x: f32) -> i32 {
+    x.round_ties_even() as i32
+}
