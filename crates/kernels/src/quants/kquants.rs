@@ -1,7 +1,9 @@
 //! K-quants: 256-value super-blocks with per-sub-block scales (Q2_K … Q6_K, Q8_K).
 //!
 //! Dequantizers follow ggml's float operation order (sub-block scale `d·sc` first, then
-//! `· q`, then `− dmin·m`) so results are bit-exact.
+//! `· q`, then `− dmin·m`) so results are bit-exact. The quantizers follow ggml's reference
+//! algorithms (no importance matrix); there are no fixtures for them, so they are held to
+//! round-trip error bounds rather than to exact bytes.
 
 // Format code walks several parallel arrays by the same index; index loops read best here.
 #![allow(clippy::needless_range_loop)]
@@ -284,6 +286,8 @@ fn pack_2bit(l: &[u8; QK_K], qs: &mut [u8; 64]) {
     }
 }
 
+/// Q2_K reference quantizer: per 16 values a scale/min search on 4 levels with |x| weights
+/// (mean absolute error), then 4-bit scales and mins relative to the largest.
 pub fn quant_q2_k(x: &[f32], b: &mut BlockQ2K) {
     let mut l = [0u8; QK_K];
     let (mut scales, mut mins) = ([0f32; 16], [0f32; 16]);
@@ -330,6 +334,9 @@ pub fn quant_q2_k(x: &[f32], b: &mut BlockQ2K) {
     pack_2bit(&l, &mut b.qs);
 }
 
+/// Q3_K reference quantizer: per 16 values a symmetric scale search on 8 levels (the
+/// `make_qx_quants` search; ggml's reference uses a close variant, so bytes may differ),
+/// then 6-bit signed scales relative to the largest.
 pub fn quant_q3_k(x: &[f32], b: &mut BlockQ3K) {
     let mut l = [0u8; QK_K];
     let mut scales = [0f32; 16];
@@ -435,6 +442,8 @@ fn quant_k_scale_min(
     (d, dmin, packed)
 }
 
+/// Q4_K reference quantizer: per 32 values a scale/min search on 16 levels with
+/// `rms + |x|` weights, 6-bit scales and mins.
 pub fn quant_q4_k(x: &[f32], b: &mut BlockQ4K) {
     let mut l = [0u8; QK_K];
     let (d, dmin, scales) = quant_k_scale_min(x, 15, -1.0, 20, &mut l);
@@ -448,6 +457,7 @@ pub fn quant_q4_k(x: &[f32], b: &mut BlockQ4K) {
     }
 }
 
+/// Q5_K reference quantizer: as Q4_K on 32 levels.
 pub fn quant_q5_k(x: &[f32], b: &mut BlockQ5K) {
     let mut l = [0u8; QK_K];
     let (d, dmin, scales) = quant_k_scale_min(x, 31, -0.5, 15, &mut l);
@@ -468,6 +478,8 @@ pub fn quant_q5_k(x: &[f32], b: &mut BlockQ5K) {
     }
 }
 
+/// Q6_K reference quantizer: per 16 values a symmetric scale search on 64 levels, 8-bit
+/// signed scales relative to the largest.
 pub fn quant_q6_k(x: &[f32], b: &mut BlockQ6K) {
     let mut l = [0u8; QK_K];
     let mut scales = [0f32; 16];

@@ -29,6 +29,7 @@ mod nonlinear;
 
 pub use blocks::*;
 pub use iq::KSIGNS;
+pub use kquants::{nearest_int, q3_k_scales};
 pub use nonlinear::{KVALUES_IQ4NL, KVALUES_MXFP4};
 
 /// Whether [`dequantize_row`] (and so `matmul`) handles `ty`.
@@ -177,7 +178,9 @@ fn each<B: Block>(src: &[u8], dst: &mut [f32], f: fn(&B, &mut [f32])) {
 }
 
 /// Quantizes `src` (a whole number of blocks) into the start of `dst` with ggml's reference
-/// quantizer for `ty` (bit-exact where `testdata/quant` has a case).
+/// quantizer for `ty`: bit-exact where `testdata/quant` has a case (F16, BF16, Q4_0, Q4_1,
+/// Q5_0, Q5_1, Q8_0, TQ1_0, TQ2_0, MXFP4); the K-quant and IQ4 quantizers follow the
+/// reference algorithms without an importance matrix and are checked by error bounds.
 ///
 /// Errors (never panics) if `ty` has no quantizer here, `src.len()` is not a whole number of
 /// blocks, or `dst` is too short.
