@@ -19,3 +19,17 @@ fn nonlinear_levels_are_sorted_and_symmetric_where_expected() {
         assert_eq!(KVALUES_MXFP4[k + 8], -KVALUES_MXFP4[k]);
     }
 }
+
+#[test]
+fn f16_conversion_matches_half_for_every_bit_pattern() {
+    for h in 0..=u16::MAX {
+        let want = half::f16::from_bits(h).to_f32();
+        let got = kernels::quants::f16_bits_to_f32(h);
+        if want.is_nan() {
+            assert!(got.is_nan(), "{h:#06x}");
+            assert_eq!(got.is_sign_negative(), want.is_sign_negative(), "{h:#06x}");
+        } else {
+            assert_eq!(got.to_bits(), want.to_bits(), "{h:#06x}");
+        }
+    }
+}

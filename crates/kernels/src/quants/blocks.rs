@@ -42,7 +42,27 @@ pub fn cast_blocks_mut<B: Block>(bytes: &mut [u8]) -> &mut [B] {
 /// A little-endian f16 stored as two bytes, as f32.
 #[inline]
 pub fn f16_le(b: [u8; 2]) -> f32 {
-    f16::from_le_bytes(b).to_f32()
+    f16_bits_to_f32(u16::from_le_bytes(b))
+}
+
+/// Exact f16 → f32 from the bits, without the per-call CPU feature check of `half`.
+/// Normal numbers re-bias the exponent; subnormals are built as `2^-14·(1 + m/1024)` and
+/// then `2^-14` is subtracted (exact); infinities and NaNs keep their payload.
+#[inline]
+pub fn f16_bits_to_f32(h: u16) -> f32 {
+    let h = h as u32;
+    let sign = (h & 0x8000) << 16;
+    let exp = h & 0x7C00;
+    let body = (h & 0x7FFF) << 13;
+    let bits = if exp == 0x7C00 {
+        body | 0x7F80_0000
+    } else if exp == 0 {
+        let base = f32::from_bits(113 << 23); // 2^-14
+        (f32::from_bits(body + (113 << 23)) - base).to_bits()
+    } else {
+        body + ((127 - 15) << 23)
+    };
+    f32::from_bits(bits | sign)
 }
 
 /// An f32 rounded to f16 (nearest, ties to even), as little-endian bytes.

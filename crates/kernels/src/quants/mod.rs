@@ -130,7 +130,7 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), K
         }
         F16 => {
             for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                *d = f16::from_le_bytes([s[0], s[1]]).to_f32();
+                *d = f16_bits_to_f32(u16::from_le_bytes([s[0], s[1]]));
             }
         }
         BF16 => {
