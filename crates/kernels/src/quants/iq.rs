@@ -202,3 +202,41 @@ pub fn dequant_iq1_m(b: &BlockIQ1M, y: &mut [f32]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The grids list their points in increasing code order; a damaged table breaks that.
+    #[test]
+    fn grid_codes_strictly_increase() {
+        let tables: [(&str, &[u16]); 6] = [
+            ("IQ2XXS", &IQ2XXS_CODES),
+            ("IQ2XS", &IQ2XS_CODES),
+            ("IQ2S", &IQ2S_CODES),
+            ("IQ3XXS", &IQ3XXS_CODES),
+            ("IQ3S", &IQ3S_CODES),
+            ("IQ1S", &IQ1S_CODES),
+        ];
+        for (name, codes) in tables {
+            assert!(codes.windows(2).all(|w| w[0] < w[1]), "{name}");
+        }
+        // 4-value grids use 12 bits, 8-value grids 16
+        assert!(IQ3XXS_CODES.iter().chain(&IQ3S_CODES).all(|&c| c < 1 << 12));
+        // the ternary codes never use the unused value 3
+        for codes in [&IQ2XXS_CODES[..], &IQ2XS_CODES, &IQ2S_CODES, &IQ1S_CODES] {
+            for &c in codes {
+                assert!((0..8).all(|j| (c >> (2 * j)) & 3 != 3), "{c:#06x}");
+            }
+        }
+    }
+
+    #[test]
+    fn expanded_grids_hold_the_levels() {
+        assert_eq!(IQ2XXS_GRID[0], [8; 8]);
+        assert_eq!(IQ1S_GRID[0], [-1; 8]);
+        assert_eq!(IQ3XXS_GRID[0], [4; 4]);
+        assert_eq!(IQ3S_GRID[0], [1; 4]);
+        assert!(IQ2S_GRID.iter().flatten().all(|v| [8, 25, 43].contains(v)));
+    }
+}
