@@ -6,12 +6,28 @@
 //! - [`matmul`]: `y = x · Wᵀ` for a batch of `n` activation rows, taking quantized weights
 //!   directly (never dequantizing the whole model).
 //!
+//! - [`cpu`]: feature detection and the dispatch [`Level`] (`LUME_CPU` lowers it).
+//! - `act`: 8-bit activation blocks (A32 for 32-value weight blocks, A256 for K-quants).
+//! - `dot`: register-tiled integer block dots per weight type and level (scalar twins in
+//!   `dot::scalar`, AVX2 / AVX-512 VNNI in `dot::avx2`).
+//! - [`parallel_for`], [`set_num_threads`], [`num_threads`]: the persistent worker pool.
+//! - Vector helpers (SIMD with scalar twins in [`vec::scalar`]): [`dot_f32`], [`axpy_f32`],
+//!   [`dot_f16_f32`], [`axpy_f16`], [`f32_to_f16_slice`], [`dot_bf16_f32`].
+//!
 //! Every fast kernel has a scalar twin; tests compare them.
 
+pub mod act;
+pub mod cpu;
+pub mod dot;
 pub mod matmul;
+mod pool;
 pub mod quants;
+pub mod vec;
 
-pub use matmul::matmul;
+pub use cpu::Level;
+pub use matmul::{matmul, matmul_at, matmul_reference};
+pub use pool::{num_threads, parallel_for, set_num_threads};
+pub use vec::{axpy_f16, axpy_f32, dot_bf16_f32, dot_f16_f32, dot_f32, f32_to_f16_slice};
 pub use quants::{can_quantize, dequantize_row, quantize_row, supports};
 
 use gguf::GgmlType;

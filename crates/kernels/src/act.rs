@@ -1,0 +1,179 @@
+//! 8-bit activation blocks: each f32 activation row is quantized once per matmul so the weight
+//! dots run on integers.
+//!
+//! - [`A32`] (for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights), 40 bytes per 32 values:
+//!   `d: f32`, `s: f32 = d · Σ q`, `q: [i8; 32]`; `x ≈ d · q`, `|q| ≤ 127`.
+//!   `s` lets weights with an offset or min (`w = dw · qw + mw`) add `mw · s` per block.
+//! - [`A256`] (for the K-quants), 292 bytes per 256 values:
+//!   `d: f32`, `bsums: [i16; 16]` (Σ q of each 16 values), `q: [i8; 256]`.
+//!
+//! Rounding is to nearest, ties to even, in every implementation, so the SIMD quantizers are
+//! bit-identical to the scalar ones.
+
+/// Layout constants of the 32-value activation block.
+pub struct A32;
+impl A32 {
+    pub const VALUES: usize = 32;
+    pub const BYTES: usize = 40;
+    /// Offset of `q` in the block.
+    pub const Q: usize = 8;
+}
+
+/// Layout constants of the 256-value activation block.
+pub struct A256;
+impl A256 {
+    pub const VALUES: usize = 256;
+    pub const BYTES: usize = 292;
+    /// Offset of `bsums`.
+    pub const BSUMS: usize = 4;
+    /// Offset of `q`.
+    pub const Q: usize = 36;
+}
+
+/// The max of |x| over the slice (scalar).
+fn amax(x: &[f32]) -> f32 {
+    x.iter().fold(0f32, |m, v| m.max(v.abs()))
+}
+
+/// Scalar: quantizes `x` (a multiple of 32 values) into `out` (`x.len() / 32 * 40` bytes).
+pub fn quantize_a32_scalar(x: &[f32], out: &mut [u8]) {
+    for (xb, ob) in x.chunks_exact(32).zip(out.chunks_exact_mut(A32::BYTES)) {
+        let d = amax(xb) / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let mut sum = 0i32;
+        for (o, &v) in ob[A32::Q..].iter_mut().zip(xb) {
+            let q = (v * id).round_ties_even() as i32;
+            sum += q;
+            *o = q as i8 as u8;
+        }
+        ob[0..4].copy_from_slice(&d.to_le_bytes());
+        ob[4..8].copy_from_slice(&(d * sum as f32).to_le_bytes());
+    }
+}
+
+/// Scalar: quantizes `x` (a multiple of 256 values) into `out` (`x.len() / 256 * 292` bytes).
+pub fn quantize_a256_scalar(x: &[f32], out: &mut [u8]) {
+    for (xb, ob) in x.chunks_exact(256).zip(out.chunks_exact_mut(A256::BYTES)) {
+        let d = amax(xb) / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        for (i, &v) in xb.iter().enumerate() {
+            ob[A256::Q + i] = (v * id).round_ties_even() as i32 as i8 as u8;
+        }
+        finish_a256(d, ob);
+    }
+}
+
+/// Writes `d` and the 16-value sums of an A256 block whose `q` is filled in.
+fn finish_a256(d: f32, ob: &mut [u8]) {
+    ob[0..4].copy_from_slice(&d.to_le_bytes());
+    for j in 0..16 {
+        let s: i32 = ob[A256::Q + 16 * j..A256::Q + 16 * j + 16]
+            .iter()
+            .map(|&q| q as i8 as i32)
+            .sum();
+        ob[A256::BSUMS + 2 * j..A256::BSUMS + 2 * j + 2].copy_from_slice(&(s as i16).to_le_bytes());
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub mod avx2 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// Quantizes 32 values at `x` into `q` (32 i8) with `id`, returns Σ q.
+    #[inline(always)]
+    unsafe fn quant32(x: *const f32, id: __m256, q: *mut u8) -> i32 {
+        let mut v = [_mm256_setzero_si256(); 4];
+        for (k, vk) in v.iter_mut().enumerate() {
+            let f = _mm256_mul_ps(_mm256_loadu_ps(x.add(8 * k)), id);
+            let r = _mm256_round_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            *vk = _mm256_cvtps_epi32(r);
+        }
+        // i32 -> i16 -> i8 with saturation (values are within ±127 already); packs work per
+        // 128-bit lane, a final permute restores the order.
+        let a = _mm256_packs_epi32(v[0], v[1]);
+        let b = _mm256_packs_epi32(v[2], v[3]);
+        let c = _mm256_packs_epi16(a, b);
+        let c = _mm256_permutevar8x32_epi32(c, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(q as *mut __m256i, c);
+        let s = _mm256_add_epi32(_mm256_add_epi32(v[0], v[1]), _mm256_add_epi32(v[2], v[3]));
+        hsum_i32(s)
+    }
+
+    #[inline(always)]
+    pub(crate) unsafe fn hsum_i32(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        _mm_cvtsi128_si32(s)
+    }
+
+    #[inline(always)]
+    pub(crate) unsafe fn hmax_ps(v: __m256) -> f32 {
+        let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_max_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    #[inline(always)]
+    unsafe fn amax_n(x: *const f32, n: usize) -> f32 {
+        let sign = _mm256_set1_ps(-0.0);
+        let mut m = _mm256_setzero_ps();
+        for k in 0..n / 8 {
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x.add(8 * k))));
+        }
+        hmax_ps(m)
+    }
+
+    /// AVX2 twin of [`quantize_a32_scalar`].
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn quantize_a32(x: &[f32], out: &mut [u8]) {
+        let nb = x.len() / 32;
+        assert!(out.len() >= nb * A32::BYTES);
+        for b in 0..nb {
+            let xp = x.as_ptr().add(32 * b);
+            let op = out.as_mut_ptr().add(A32::BYTES * b);
+            let d = amax_n(xp, 32) / 127.0;
+            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+            let sum = quant32(xp, _mm256_set1_ps(id), op.add(A32::Q));
+            std::ptr::copy_nonoverlapping(d.to_le_bytes().as_ptr(), op, 4);
+            let s = d * sum as f32;
+            std::ptr::copy_nonoverlapping(s.to_le_bytes().as_ptr(), op.add(4), 4);
+        }
+    }
+
+    /// AVX2 twin of [`quantize_a256_scalar`].
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn quantize_a256(x: &[f32], out: &mut [u8]) {
+        let nb = x.len() / 256;
+        assert!(out.len() >= nb * A256::BYTES);
+        for b in 0..nb {
+            let xp = x.as_ptr().add(256 * b);
+            let op = out.as_mut_ptr().add(A256::BYTES * b);
+            let d = amax_n(xp, 256) / 127.0;
+            let id = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+            for k in 0..8 {
+                quant32(xp.add(32 * k), id, op.add(A256::Q + 32 * k));
+            }
+            // 16-value sums: sign-extend to i16 and add pairs with vpmaddubsw-free math.
+            let ones = _mm256_set1_epi16(1);
+            for k in 0..8 {
+                let q = _mm_loadu_si128(op.add(A256::Q + 32 * k) as *const __m128i);
+                let q2 = _mm_loadu_si128(op.add(A256::Q + 32 * k + 16) as *const __m128i);
+                let s1 = hsum_i32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(q), ones));
+                let s2 = hsum_i32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(q2), ones));
+                let bs = op.add(A256::BSUMS + 4 * k);
+                std::ptr::copy_nonoverlapping((s1 as i16).to_le_bytes().as_ptr(), bs, 2);
+                std::ptr::copy_nonoverlapping((s2 as i16).to_le_bytes().as_ptr(), bs.add(2), 2);
+            }
+            std::ptr::copy_nonoverlapping(d.to_le_bytes().as_ptr(), op, 4);
+        }
+    }
+}

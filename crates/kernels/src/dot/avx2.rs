@@ -1,0 +1,526 @@
+//! AVX2 (+FMA, F16C) tile kernels; the `VNNI` variants replace `vpmaddubsw`+`vpmaddwd` in the
+//! 32-value block dots with one `vpdpbusd` (AVX-512 VNNI, 256-bit, via inline asm).
+//!
+//! Integer products: `vpmaddubsw` multiplies unsigned weight bytes by signed activation bytes
+//! and adds pairs into i16 (no overflow here: weights ≤ 63 or |w| ≤ 128 with |a| ≤ 127);
+//! `vpmaddwd` then adds pairs into i32 (by 1, or by the sub-block scale for K-quants).
+
+use std::arch::asm;
+use std::arch::x86_64::*;
+use std::marker::PhantomData;
+
+use gguf::GgmlType;
+
+use super::{drive, rd_f32, rd_u32, scale_min_k4, scales_q3k, Micro, Region, RegionFn};
+use crate::act::{A256, A32};
+
+/// `acc + Σ4 u·s` per i32 lane (`u` unsigned bytes, `s` signed bytes), EVEX `vpdpbusd`.
+///
+/// # Safety
+/// The CPU must have AVX-512 VNNI and AVX-512 VL.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn dpbusd(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    let mut acc = acc;
+    // SAFETY: register-only instruction; the caller guarantees the CPU supports it.
+    asm!(
+        "vpdpbusd {acc}, {u}, {s}",
+        acc = inout(ymm_reg) acc,
+        u = in(ymm_reg) u,
+        s = in(ymm_reg) s,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    acc
+}
+
+#[inline(always)]
+unsafe fn hsum_ps(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// A little-endian f16 to f32 with F16C.
+#[inline(always)]
+unsafe fn f16c(p: *const u8) -> f32 {
+    let bits = u16::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 2]));
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+/// 16 packed bytes to 32 nibbles: byte `j` low → value `j`, high → value `j + 16`.
+#[inline(always)]
+unsafe fn nibbles(p: *const u8) -> __m256i {
+    let x = _mm_loadu_si128(p as *const __m128i);
+    let m = _mm_set1_epi8(0x0F);
+    let lo = _mm_and_si128(x, m);
+    let hi = _mm_and_si128(_mm_srli_epi16(x, 4), m);
+    _mm256_set_m128i(hi, lo)
+}
+
+/// 0x10 in byte `i` where bit `i` of `qh` is set.
+#[inline(always)]
+unsafe fn fifth_bits(qh: u32) -> __m256i {
+    let v = _mm256_set1_epi32(qh as i32);
+    let shuf = _mm256_set_epi64x(
+        0x0303030303030303,
+        0x0202020202020202,
+        0x0101010101010101,
+        0x0000000000000000,
+    );
+    let bytes = _mm256_shuffle_epi8(v, shuf);
+    let bit = _mm256_set1_epi64x(0x8040201008040201u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
+
+/// One 32-value weight block type: its bytes and how to unpack it to 32 bytes + scale + min.
+pub trait Unpack32 {
+    const WB: usize;
+    /// The bytes are signed (Q8_0); otherwise unsigned.
+    const SIGNED: bool;
+    /// `(q, d, m)` with `w = d · q + m`.
+    unsafe fn unpack(p: *const u8) -> (__m256i, f32, f32);
+}
+
+pub struct Q4_0;
+impl Unpack32 for Q4_0 {
+    const WB: usize = 18;
+    const SIGNED: bool = false;
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> (__m256i, f32, f32) {
+        let d = f16c(p);
+        (nibbles(p.add(2)), d, -8.0 * d)
+    }
+}
+
+pub struct Q4_1;
+impl Unpack32 for Q4_1 {
+    const WB: usize = 20;
+    const SIGNED: bool = false;
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> (__m256i, f32, f32) {
+        (nibbles(p.add(4)), f16c(p), f16c(p.add(2)))
+    }
+}
+
+pub struct Q5_0;
+impl Unpack32 for Q5_0 {
+    const WB: usize = 22;
+    const SIGNED: bool = false;
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> (__m256i, f32, f32) {
+        let d = f16c(p);
+        let q = _mm256_or_si256(nibbles(p.add(6)), fifth_bits(rd_u32(p.add(2))));
+        (q, d, -16.0 * d)
+    }
+}
+
+pub struct Q5_1;
+impl Unpack32 for Q5_1 {
+    const WB: usize = 24;
+    const SIGNED: bool = false;
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> (__m256i, f32, f32) {
+        let q = _mm256_or_si256(nibbles(p.add(8)), fifth_bits(rd_u32(p.add(4))));
+        (q, f16c(p), f16c(p.add(2)))
+    }
+}
+
+pub struct Q8_0;
+impl Unpack32 for Q8_0 {
+    const WB: usize = 34;
+    const SIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> (__m256i, f32, f32) {
+        (
+            _mm256_loadu_si256(p.add(2) as *const __m256i),
+            f16c(p),
+            0.0,
+        )
+    }
+}
+
+/// Tile kernel for the 32-value block types.
+pub struct B32<U, const VNNI: bool>(PhantomData<U>);
+
+impl<U: Unpack32, const VNNI: bool> Micro for B32<U, VNNI> {
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const T: usize>(
+        w: [*const u8; R],
+        a: [*const u8; T],
+        nb: usize,
+    ) -> [[f32; T]; R] {
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        let mut macc = [[0f32; T]; R];
+        let ones = _mm256_set1_epi16(1);
+        for b in 0..nb {
+            let ab: [*const u8; T] = std::array::from_fn(|j| a[j].add(b * A32::BYTES));
+            for i in 0..R {
+                let (mut q, dw, mut mw) = U::unpack(w[i].add(b * U::WB));
+                if VNNI && U::SIGNED {
+                    // q + 128 as unsigned; the offset comes back through the block sum.
+                    q = _mm256_xor_si256(q, _mm256_set1_epi8(-128));
+                    mw = -128.0 * dw;
+                }
+                for j in 0..T {
+                    let qa = _mm256_loadu_si256(ab[j].add(A32::Q) as *const __m256i);
+                    let p = if VNNI {
+                        dpbusd(_mm256_setzero_si256(), q, qa)
+                    } else if U::SIGNED {
+                        let s = _mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(qa, q));
+                        _mm256_madd_epi16(s, ones)
+                    } else {
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(q, qa), ones)
+                    };
+                    let da = rd_f32(ab[j]);
+                    acc[i][j] = _mm256_fmadd_ps(
+                        _mm256_cvtepi32_ps(p),
+                        _mm256_set1_ps(dw * da),
+                        acc[i][j],
+                    );
+                    if VNNI || !U::SIGNED {
+                        macc[i][j] += mw * rd_f32(ab[j].add(4));
+                    }
+                }
+            }
+        }
+        let mut out = [[0f32; T]; R];
+        for i in 0..R {
+            for j in 0..T {
+                out[i][j] = hsum_ps(acc[i][j]) + macc[i][j];
+            }
+        }
+        out
+    }
+}
+
+/// Activation bytes `i .. i + 32` of an A256 block.
+#[inline(always)]
+unsafe fn aq32(a: *const u8, i: usize) -> __m256i {
+    _mm256_loadu_si256(a.add(A256::Q + i) as *const __m256i)
+}
+
+/// The 16 activation sums of an A256 block as i16 lanes.
+#[inline(always)]
+unsafe fn bsums(a: *const u8) -> __m256i {
+    _mm256_loadu_si256(a.add(A256::BSUMS) as *const __m256i)
+}
+
+/// Two sub-block scales as i16 lanes: `lo` in lanes 0..8, `hi` in lanes 8..16 (matching the
+/// i16 outputs of `vpmaddubsw` on 16 + 16 bytes).
+#[inline(always)]
+unsafe fn scale_pair(lo: i32, hi: i32) -> __m256i {
+    _mm256_set_m128i(_mm_set1_epi16(hi as i16), _mm_set1_epi16(lo as i16))
+}
+
+/// `Σ (q·a) · scale` per i32 lane for 32 unsigned bytes `q`.
+#[inline(always)]
+unsafe fn qdot_scaled(q: __m256i, a: __m256i, scale: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(q, a), scale)
+}
+
+/// Q4_K and Q5_K (`FIFTH` = Q5_K): 8 sub-blocks of 32 with 6-bit scales and mins.
+pub struct K45<const FIFTH: bool>;
+
+impl<const FIFTH: bool> Micro for K45<FIFTH> {
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const T: usize>(
+        w: [*const u8; R],
+        a: [*const u8; T],
+        nb: usize,
+    ) -> [[f32; T]; R] {
+        let wb = if FIFTH { 176 } else { 144 };
+        let qs_off = if FIFTH { 48 } else { 16 };
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        let m4 = _mm256_set1_epi8(0x0F);
+        for b in 0..nb {
+            let ab: [*const u8; T] = std::array::from_fn(|j| a[j].add(b * A256::BYTES));
+            for i in 0..R {
+                let p = w[i].add(b * wb);
+                let mut sc = [0i32; 8];
+                let mut mins = [0i16; 16];
+                for s in 0..8 {
+                    let (c, m) = scale_min_k4(s, p.add(4));
+                    sc[s] = c as i32;
+                    mins[2 * s] = m as i16;
+                    mins[2 * s + 1] = m as i16;
+                }
+                let mins = _mm256_loadu_si256(mins.as_ptr() as *const __m256i);
+                let hbits = if FIFTH {
+                    _mm256_loadu_si256(p.add(16) as *const __m256i)
+                } else {
+                    _mm256_setzero_si256()
+                };
+                let mut isum = [_mm256_setzero_si256(); T];
+                for c in 0..4 {
+                    let x = _mm256_loadu_si256(p.add(qs_off + 32 * c) as *const __m256i);
+                    let mut lo = _mm256_and_si256(x, m4);
+                    let mut hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
+                    if FIFTH {
+                        let h16 = _mm256_set1_epi8(0x10);
+                        let bl = _mm256_set1_epi8((1u8 << (2 * c)) as i8);
+                        let bh = _mm256_set1_epi8((1u8 << (2 * c + 1)) as i8);
+                        let sl = _mm256_cmpeq_epi8(_mm256_and_si256(hbits, bl), bl);
+                        let sh = _mm256_cmpeq_epi8(_mm256_and_si256(hbits, bh), bh);
+                        lo = _mm256_or_si256(lo, _mm256_and_si256(sl, h16));
+                        hi = _mm256_or_si256(hi, _mm256_and_si256(sh, h16));
+                    }
+                    let sl = _mm256_set1_epi16(sc[2 * c] as i16);
+                    let sh = _mm256_set1_epi16(sc[2 * c + 1] as i16);
+                    for j in 0..T {
+                        let pl = qdot_scaled(lo, aq32(ab[j], 64 * c), sl);
+                        let ph = qdot_scaled(hi, aq32(ab[j], 64 * c + 32), sh);
+                        isum[j] = _mm256_add_epi32(isum[j], _mm256_add_epi32(pl, ph));
+                    }
+                }
+                let d = f16c(p);
+                let dmin = f16c(p.add(2));
+                for j in 0..T {
+                    let da = rd_f32(ab[j]);
+                    let msum = _mm256_madd_epi16(bsums(ab[j]), mins);
+                    acc[i][j] = _mm256_fmadd_ps(
+                        _mm256_cvtepi32_ps(isum[j]),
+                        _mm256_set1_ps(d * da),
+                        acc[i][j],
+                    );
+                    acc[i][j] = _mm256_fnmadd_ps(
+                        _mm256_cvtepi32_ps(msum),
+                        _mm256_set1_ps(dmin * da),
+                        acc[i][j],
+                    );
+                }
+            }
+        }
+        finish(acc)
+    }
+}
+
+#[inline(always)]
+unsafe fn finish<const R: usize, const T: usize>(acc: [[__m256; T]; R]) -> [[f32; T]; R] {
+    let mut out = [[0f32; T]; R];
+    for i in 0..R {
+        for j in 0..T {
+            out[i][j] = hsum_ps(acc[i][j]);
+        }
+    }
+    out
+}
+
+/// Q6_K: 16 sub-blocks of 16, i8 scales, 6-bit values offset by 32.
+pub struct K6;
+
+impl Micro for K6 {
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const T: usize>(
+        w: [*const u8; R],
+        a: [*const u8; T],
+        nb: usize,
+    ) -> [[f32; T]; R] {
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        let m4 = _mm256_set1_epi8(0x0F);
+        let m2 = _mm256_set1_epi8(0x30);
+        for b in 0..nb {
+            let ab: [*const u8; T] = std::array::from_fn(|j| a[j].add(b * A256::BYTES));
+            for i in 0..R {
+                let p = w[i].add(b * 210);
+                let sc8 = p.add(192);
+                let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(sc8 as *const __m128i));
+                let mut isum = [_mm256_setzero_si256(); T];
+                for h in 0..2 {
+                    let l0 = _mm256_loadu_si256(p.add(64 * h) as *const __m256i);
+                    let l1 = _mm256_loadu_si256(p.add(64 * h + 32) as *const __m256i);
+                    let hb = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
+                    let v = [
+                        _mm256_or_si256(
+                            _mm256_and_si256(l0, m4),
+                            _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(l1, m4),
+                            _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                            _mm256_and_si256(hb, m2),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                            _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2),
+                        ),
+                    ];
+                    for (k, vk) in v.iter().enumerate() {
+                        let s = 8 * h + 2 * k;
+                        let sv = scale_pair(*sc8.add(s) as i8 as i32, *sc8.add(s + 1) as i8 as i32);
+                        for j in 0..T {
+                            let pq = qdot_scaled(*vk, aq32(ab[j], 128 * h + 32 * k), sv);
+                            isum[j] = _mm256_add_epi32(isum[j], pq);
+                        }
+                    }
+                }
+                let d = f16c(p.add(208));
+                for j in 0..T {
+                    // The −32 offset: 32 · Σ sc · bsum.
+                    let off = _mm256_slli_epi32(_mm256_madd_epi16(bsums(ab[j]), sc16), 5);
+                    let s = _mm256_sub_epi32(isum[j], off);
+                    let da = rd_f32(ab[j]);
+                    acc[i][j] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(d * da), acc[i][j]);
+                }
+            }
+        }
+        finish(acc)
+    }
+}
+
+/// Q2_K (`THREE` = false) and Q3_K (`THREE` = true): 16 sub-blocks of 16, 2-bit low values.
+pub struct K23<const THREE: bool>;
+
+impl<const THREE: bool> Micro for K23<THREE> {
+    #[inline(always)]
+    unsafe fn tile<const R: usize, const T: usize>(
+        w: [*const u8; R],
+        a: [*const u8; T],
+        nb: usize,
+    ) -> [[f32; T]; R] {
+        let wb = if THREE { 110 } else { 84 };
+        let qs_off = if THREE { 32 } else { 16 };
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        let m3 = _mm256_set1_epi8(3);
+        for b in 0..nb {
+            let ab: [*const u8; T] = std::array::from_fn(|j| a[j].add(b * A256::BYTES));
+            for i in 0..R {
+                let p = w[i].add(b * wb);
+                // Scales (i32) and, for Q2_K, mins as i16 lanes.
+                let mut sc = [0i32; 16];
+                let mut mins = [0i16; 16];
+                if THREE {
+                    for (s, v) in sc.iter_mut().zip(scales_q3k(p.add(96))) {
+                        *s = v as i32;
+                    }
+                } else {
+                    for s in 0..16 {
+                        sc[s] = (*p.add(s) & 0x0F) as i32;
+                        mins[s] = (*p.add(s) >> 4) as i16;
+                    }
+                }
+                let hm = if THREE {
+                    _mm256_loadu_si256(p as *const __m256i)
+                } else {
+                    _mm256_setzero_si256()
+                };
+                let mut isum = [_mm256_setzero_si256(); T];
+                for h in 0..2 {
+                    let q = _mm256_loadu_si256(p.add(qs_off + 32 * h) as *const __m256i);
+                    for s in 0..4 {
+                        let mut v = _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * s as i32)), m3);
+                        if THREE {
+                            let bit = _mm256_set1_epi8((1u8 << (4 * h + s)) as i8);
+                            let set = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);
+                            v = _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(4)));
+                        }
+                        let k = 8 * h + 2 * s;
+                        let sv = scale_pair(sc[k], sc[k + 1]);
+                        for j in 0..T {
+                            let pq = qdot_scaled(v, aq32(ab[j], 128 * h + 32 * s), sv);
+                            isum[j] = _mm256_add_epi32(isum[j], pq);
+                        }
+                    }
+                }
+                let (d, dmin) = if THREE {
+                    (f16c(p.add(108)), 0.0)
+                } else {
+                    (f16c(p.add(80)), f16c(p.add(82)))
+                };
+                let sc16 = if THREE {
+                    let mut s16 = [0i16; 16];
+                    for (o, s) in s16.iter_mut().zip(sc) {
+                        *o = s as i16;
+                    }
+                    _mm256_loadu_si256(s16.as_ptr() as *const __m256i)
+                } else {
+                    _mm256_loadu_si256(mins.as_ptr() as *const __m256i)
+                };
+                for j in 0..T {
+                    let da = rd_f32(ab[j]);
+                    let bs = _mm256_madd_epi16(bsums(ab[j]), sc16);
+                    if THREE {
+                        // Values are stored +4: subtract 4 · Σ sc · bsum.
+                        let s = _mm256_sub_epi32(isum[j], _mm256_slli_epi32(bs, 2));
+                        acc[i][j] = _mm256_fmadd_ps(
+                            _mm256_cvtepi32_ps(s),
+                            _mm256_set1_ps(d * da),
+                            acc[i][j],
+                        );
+                    } else {
+                        acc[i][j] = _mm256_fmadd_ps(
+                            _mm256_cvtepi32_ps(isum[j]),
+                            _mm256_set1_ps(d * da),
+                            acc[i][j],
+                        );
+                        acc[i][j] = _mm256_fnmadd_ps(
+                            _mm256_cvtepi32_ps(bs),
+                            _mm256_set1_ps(dmin * da),
+                            acc[i][j],
+                        );
+                    }
+                }
+            }
+        }
+        finish(acc)
+    }
+}
+
+/// Defines a region kernel: `R1 × 1` tiles for one token, `R × T` tiles for more.
+macro_rules! region {
+    ($name:ident, $micro:ty, $r1:expr, $r:expr, $t:expr) => {
+        /// # Safety
+        /// As [`RegionFn`]; needs AVX2, FMA, F16C (and AVX-512 VNNI/VL for VNNI variants).
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $name(g: &Region) {
+            if g.tokens < $t {
+                drive::<$micro, $r1, 1>(g)
+            } else {
+                drive::<$micro, $r, $t>(g)
+            }
+        }
+    };
+}
+
+region!(q4_0, B32<Q4_0, false>, 4, 4, 2);
+region!(q4_1, B32<Q4_1, false>, 4, 4, 2);
+region!(q5_0, B32<Q5_0, false>, 4, 4, 2);
+region!(q5_1, B32<Q5_1, false>, 4, 4, 2);
+region!(q8_0, B32<Q8_0, false>, 4, 4, 2);
+region!(q4_0v, B32<Q4_0, true>, 4, 4, 2);
+region!(q4_1v, B32<Q4_1, true>, 4, 4, 2);
+region!(q5_0v, B32<Q5_0, true>, 4, 4, 2);
+region!(q5_1v, B32<Q5_1, true>, 4, 4, 2);
+region!(q8_0v, B32<Q8_0, true>, 4, 4, 2);
+region!(q4_k, K45<false>, 4, 2, 2);
+region!(q5_k, K45<true>, 4, 2, 2);
+region!(q6_k, K6, 4, 2, 2);
+region!(q2_k, K23<false>, 4, 2, 2);
+region!(q3_k, K23<true>, 4, 2, 2);
+
+/// The AVX2 (or AVX2 + VNNI) region kernel of `ty`.
+pub fn region_fn(ty: GgmlType, vnni: bool) -> Option<RegionFn> {
+    Some(match (ty, vnni) {
+        (GgmlType::Q4_0, false) => q4_0,
+        (GgmlType::Q4_1, false) => q4_1,
+        (GgmlType::Q5_0, false) => q5_0,
+        (GgmlType::Q5_1, false) => q5_1,
+        (GgmlType::Q8_0, false) => q8_0,
+        (GgmlType::Q4_0, true) => q4_0v,
+        (GgmlType::Q4_1, true) => q4_1v,
+        (GgmlType::Q5_0, true) => q5_0v,
+        (GgmlType::Q5_1, true) => q5_1v,
+        (GgmlType::Q8_0, true) => q8_0v,
+        (GgmlType::Q4_K, _) => q4_k,
+        (GgmlType::Q5_K, _) => q5_k,
+        (GgmlType::Q6_K, _) => q6_k,
+        (GgmlType::Q2_K, _) => q2_k,
+        (GgmlType::Q3_K, _) => q3_k,
+        _ => return None,
+    })
+}

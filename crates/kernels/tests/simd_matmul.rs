@@ -1,0 +1,289 @@
+//! SIMD kernels against their scalar twins at every dispatch level this CPU has, and matmul
+//! against the dequantize-then-f32 reference.
+
+use gguf::GgmlType;
+use kernels::{matmul_at, matmul_reference, quantize_row, Level, QMatrix};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Every type with an integer kernel.
+const QTYPES: [GgmlType; 10] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+// SIMD vs scalar twin: same integer arithmetic, only the f32 summation order differs. Relative
+// to Σ|w·x| of the output element.
+const TWIN_TOL_Q4_0: f32 = 1e-5;
+const TWIN_TOL_Q4_1: f32 = 1e-5;
+const TWIN_TOL_Q5_0: f32 = 1e-5;
+const TWIN_TOL_Q5_1: f32 = 1e-5;
+/// Q8_0 with VNNI adds 128 to the weights and subtracts it back in f32: more cancellation.
+const TWIN_TOL_Q8_0: f32 = 1e-4;
+const TWIN_TOL_K: f32 = 1e-5;
+/// Float weights: f32 sums in a different order.
+const TWIN_TOL_FLOAT: f32 = 1e-5;
+
+fn twin_tol(ty: GgmlType) -> f32 {
+    match ty {
+        GgmlType::Q4_0 => TWIN_TOL_Q4_0,
+        GgmlType::Q4_1 => TWIN_TOL_Q4_1,
+        GgmlType::Q5_0 => TWIN_TOL_Q5_0,
+        GgmlType::Q5_1 => TWIN_TOL_Q5_1,
+        GgmlType::Q8_0 => TWIN_TOL_Q8_0,
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => TWIN_TOL_FLOAT,
+        _ => TWIN_TOL_K,
+    }
+}
+
+fn levels() -> Vec<Level> {
+    Level::ALL.into_iter().filter(|l| l.available()).collect()
+}
+
+fn rand_vec(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            // Some outliers so block scales differ a lot.
+            let big = if i % 97 == 3 { 8.0 } else { 1.0 };
+            rng.gen_range(-1.0f32..1.0) * scale * big
+        })
+        .collect()
+}
+
+/// Random weights of `ty`, `[rows, cols]`, and their dequantized values.
+fn weights(rng: &mut StdRng, ty: GgmlType, rows: usize, cols: usize) -> (Vec<u8>, Vec<f32>) {
+    let f = rand_vec(rng, rows * cols, 0.5);
+    let rb = cols / ty.block_size() * ty.type_size();
+    let mut data = vec![0u8; rows * rb];
+    for r in 0..rows {
+        quantize_row(ty, &f[r * cols..(r + 1) * cols], &mut data[r * rb..(r + 1) * rb]).unwrap();
+    }
+    let mut deq = vec![0f32; rows * cols];
+    for r in 0..rows {
+        kernels::dequantize_row(ty, &data[r * rb..(r + 1) * rb], &mut deq[r * cols..(r + 1) * cols])
+            .unwrap();
+    }
+    (data, deq)
+}
+
+/// `Σ_c |w[r,c]·x[t,c]|` for every output element (the scale errors are measured against).
+fn magnitudes(deq: &[f32], x: &[f32], rows: usize, cols: usize, n: usize) -> Vec<f32> {
+    let mut m = vec![0f32; n * rows];
+    for t in 0..n {
+        for r in 0..rows {
+            m[t * rows + r] = (0..cols)
+                .map(|c| (deq[r * cols + c] * x[t * cols + c]).abs())
+                .sum();
+        }
+    }
+    m
+}
+
+/// Bound on |y − y_ref| from rounding the activations to 8 bits per block of `ab` values:
+/// each value moves by at most half a step, `amax(block) / 127 / 2`.
+fn act_rounding_bound(
+    deq: &[f32],
+    x: &[f32],
+    rows: usize,
+    cols: usize,
+    n: usize,
+    ab: usize,
+) -> Vec<f32> {
+    let mut out = vec![0f32; n * rows];
+    for t in 0..n {
+        let xt = &x[t * cols..(t + 1) * cols];
+        let steps: Vec<f32> = xt
+            .chunks(ab)
+            .map(|b| b.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0 / 2.0)
+            .collect();
+        for r in 0..rows {
+            let w = &deq[r * cols..(r + 1) * cols];
+            out[t * rows + r] = w
+                .chunks(ab)
+                .zip(&steps)
+                .map(|(wb, s)| s * wb.iter().map(|v| v.abs()).sum::<f32>())
+                .sum();
+        }
+    }
+    out
+}
+
+const SHAPES: [(usize, usize); 4] = [(1, 256), (5, 512), (37, 256), (70, 768)];
+const TOKENS: [usize; 7] = [1, 2, 3, 7, 9, 17, 70];
+
+#[test]
+fn every_level_matches_scalar_twin() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for ty in QTYPES {
+        for (rows, cols) in SHAPES {
+            let (data, deq) = weights(&mut rng, ty, rows, cols);
+            let w = QMatrix {
+                ty,
+                data: &data,
+                rows,
+                cols,
+            };
+            for n in TOKENS {
+                let x = rand_vec(&mut rng, n * cols, 2.0);
+                let mag = magnitudes(&deq, &x, rows, cols, n);
+                let mut want = vec![0f32; n * rows];
+                matmul_at(Level::Scalar, &w, &x, n, &mut want);
+                for level in levels() {
+                    let mut got = vec![f32::NAN; n * rows];
+                    matmul_at(level, &w, &x, n, &mut got);
+                    for i in 0..n * rows {
+                        let err = (got[i] - want[i]).abs();
+                        assert!(
+                            err <= twin_tol(ty) * mag[i] + 1e-6,
+                            "{ty} {level} rows={rows} cols={cols} n={n} i={i}: {} vs scalar {}",
+                            got[i],
+                            want[i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_matches_dequantized_reference() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for ty in QTYPES {
+        let ab = if ty.block_size() == 256 { 256 } else { 32 };
+        for (rows, cols) in SHAPES {
+            let (data, deq) = weights(&mut rng, ty, rows, cols);
+            let w = QMatrix {
+                ty,
+                data: &data,
+                rows,
+                cols,
+            };
+            for n in [1, 7, 70] {
+                let x = rand_vec(&mut rng, n * cols, 1.0);
+                let mut want = vec![0f32; n * rows];
+                matmul_reference(&w, &x, n, &mut want);
+                let bound = act_rounding_bound(&deq, &x, rows, cols, n, ab);
+                let mag = magnitudes(&deq, &x, rows, cols, n);
+                for level in levels() {
+                    let mut got = vec![f32::NAN; n * rows];
+                    matmul_at(level, &w, &x, n, &mut got);
+                    for i in 0..n * rows {
+                        let err = (got[i] - want[i]).abs();
+                        let tol = bound[i] * 1.001 + 1e-4 * mag[i] + 1e-6;
+                        assert!(
+                            err <= tol,
+                            "{ty} {level} rows={rows} cols={cols} n={n} i={i}: {} vs ref {} \
+                             (bound {tol})",
+                            got[i],
+                            want[i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn float_weights_every_level() {
+    let mut rng = StdRng::seed_from_u64(5);
+    for ty in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
+        for (rows, cols) in [(3, 7), (37, 256), (9, 100)] {
+            let (data, deq) = weights(&mut rng, ty, rows, cols);
+            let w = QMatrix {
+                ty,
+                data: &data,
+                rows,
+                cols,
+            };
+            for n in [1, 2, 9] {
+                let x = rand_vec(&mut rng, n * cols, 1.0);
+                let mag = magnitudes(&deq, &x, rows, cols, n);
+                let mut want = vec![0f32; n * rows];
+                matmul_reference(&w, &x, n, &mut want);
+                for level in levels() {
+                    let mut got = vec![f32::NAN; n * rows];
+                    matmul_at(level, &w, &x, n, &mut got);
+                    for i in 0..n * rows {
+                        assert!(
+                            (got[i] - want[i]).abs() <= twin_tol(ty) * mag[i] + 1e-6,
+                            "{ty} {level} {rows}x{cols} n={n} i={i}: {} vs {}",
+                            got[i],
+                            want[i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn one_thread_and_two_threads_agree_exactly() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let (rows, cols) = (301, 512);
+    for ty in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::F32] {
+        let (data, _) = weights(&mut rng, ty, rows, cols);
+        let w = QMatrix {
+            ty,
+            data: &data,
+            rows,
+            cols,
+        };
+        for n in [1, 7, 130] {
+            let x = rand_vec(&mut rng, n * cols, 1.0);
+            let mut a = vec![0f32; n * rows];
+            let mut b = vec![0f32; n * rows];
+            kernels::set_num_threads(1);
+            assert_eq!(kernels::num_threads(), 1);
+            kernels::matmul(&w, &x, n, &mut a);
+            kernels::set_num_threads(2);
+            assert_eq!(kernels::num_threads(), 2);
+            kernels::matmul(&w, &x, n, &mut b);
+            kernels::set_num_threads(0);
+            assert!(a == b, "{ty} n={n}: results depend on the thread count");
+        }
+    }
+}
+
+#[test]
+fn activation_quantizers_are_bit_identical() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut x = rand_vec(&mut rng, 1024, 3.0);
+    // An all-zero block and exact ties.
+    x[32..64].iter_mut().for_each(|v| *v = 0.0);
+    x[64] = 127.0;
+    x[65] = 0.5;
+    x[66] = 1.5;
+    x[67] = -2.5;
+    for kind in [kernels::dot::ActKind::A32, kernels::dot::ActKind::A256] {
+        let len = x.len() / kind.values() * kind.bytes();
+        let mut want = vec![0u8; len];
+        kernels::dot::quantizer(Level::Scalar, kind)(&x, &mut want);
+        for level in levels() {
+            let mut got = vec![0u8; len];
+            kernels::dot::quantizer(level, kind)(&x, &mut got);
+            assert_eq!(got, want, "{kind:?} at {level}");
+        }
+    }
+}
+
+#[test]
+fn level_names_round_trip() {
+    for l in Level::ALL {
+        assert_eq!(Level::from_name(l.name()), Some(l));
+    }
+    assert_eq!(Level::from_name("AVX2"), Some(Level::Avx2));
+    assert_eq!(Level::from_name("sse9"), None);
+    assert!(Level::Scalar.available());
+    assert!(kernels::cpu::level().available());
+}
