@@ -1,10 +1,8 @@
 //! Small vector helpers (plain scalar loops; the hot ones move to `kernels` as they land).
 
-/// Runs `f(0..n_tasks)`, possibly on several threads (sequential until `kernels` has a pool).
+/// Runs `f(0..n_tasks)` on the `kernels` thread pool (order unspecified).
 pub fn par_for(n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
-    for i in 0..n_tasks {
-        f(i);
-    }
+    kernels::parallel_for(n_tasks, f);
 }
 
 /// A raw `[f32]` pointer that tasks of [`par_for`] use to write disjoint parts of one buffer.
@@ -61,12 +59,10 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// `y[i] += a·x[i]`.
+/// `y[i] += a·x[i]` (the `kernels` SIMD version).
 #[inline]
 pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (yy, xx) in y.iter_mut().zip(x) {
-        *yy += a * xx;
-    }
+    kernels::axpy_f32(y, a, x);
 }
 
 /// `y[i] += x[i]`.

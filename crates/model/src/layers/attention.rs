@@ -35,15 +35,27 @@ impl AttnParams {
     }
 }
 
-/// An element of the KV cache, read as f32.
+/// An element of the KV cache, read as f32, with the fast dot/axpy of `kernels`.
 pub trait KvElem: Copy {
     fn get(self) -> f32;
+    /// `Σ q[i]·k[i]` (SIMD kernel).
+    fn dot(q: &[f32], k: &[Self]) -> f32;
+    /// `out[i] += w·v[i]` (SIMD kernel).
+    fn axpy(w: f32, v: &[Self], out: &mut [f32]);
 }
 
 impl KvElem for f32 {
     #[inline(always)]
     fn get(self) -> f32 {
         self
+    }
+    #[inline(always)]
+    fn dot(q: &[f32], k: &[f32]) -> f32 {
+        kernels::dot_f32(k, q)
+    }
+    #[inline(always)]
+    fn axpy(w: f32, v: &[f32], out: &mut [f32]) {
+        kernels::axpy_f32(out, w, v)
     }
 }
 
@@ -52,9 +64,17 @@ impl KvElem for half::f16 {
     fn get(self) -> f32 {
         self.to_f32()
     }
+    #[inline(always)]
+    fn dot(q: &[f32], k: &[half::f16]) -> f32 {
+        kernels::dot_f16_f32(k, q)
+    }
+    #[inline(always)]
+    fn axpy(w: f32, v: &[half::f16], out: &mut [f32]) {
+        kernels::axpy_f16(out, w, v)
+    }
 }
 
-/// `Σ q[i]·k[i]` with eight partial sums.
+/// `Σ q[i]·k[i]` with eight partial sums (scalar twin for the reference [`attend`]).
 #[inline]
 fn dot_kv<K: KvElem>(q: &[f32], k: &[K]) -> f32 {
     let mut acc = [0f32; 8];
@@ -80,7 +100,8 @@ fn axpy_kv<V: KvElem>(w: f32, v: &[V], out: &mut [f32]) {
     }
 }
 
-/// Attention for one query token at position `pos`.
+/// Attention for one query token at position `pos`: the plain two-pass reference (scores,
+/// softmax, weighted sum) that the fused [`attend_head`] is tested against.
 ///
 /// - `q`: `[n_head * head_dim]`, already rotated.
 /// - `keys`: the slot's keys, `[>= pos+1, n_head_kv * head_dim]`.
@@ -201,7 +222,7 @@ fn attend_head_impl<K: KvElem, V: KvElem>(
     out_h.fill(0.0);
     for kpos in p.first_key(pos)..=pos {
         let k = &keys[kpos * kd + kvh * p.head_dim..][..p.head_dim];
-        let mut s = dot_kv(qh, k) * p.scale;
+        let mut s = K::dot(qh, k) * p.scale;
         if let Some(cap) = p.softcap {
             s = cap * (s / cap).tanh();
         }

@@ -38,11 +38,7 @@ impl Buf {
     fn write(&mut self, at: usize, src: &[f32]) {
         match self {
             Buf::F32(b) => b[at..at + src.len()].copy_from_slice(src),
-            Buf::F16(b) => {
-                for (d, &s) in b[at..at + src.len()].iter_mut().zip(src) {
-                    *d = f16::from_f32(s);
-                }
-            }
+            Buf::F16(b) => kernels::f32_to_f16_slice(src, &mut b[at..at + src.len()]),
         }
     }
 
