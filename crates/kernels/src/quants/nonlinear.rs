@@ -140,7 +140,14 @@ pub fn quant_mxfp4(x: &[f32], b: &mut BlockMXFP4) {
     let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     // shared exponent: floor(log2(amax)) − 2, so the largest value lands near the top code (±6)
     let e = if amax > 0.0 {
-        (amax.log2().floor() - 2.0 + 127.0).clamp(0.0, 255.0) as u8
+        // floor(log2(amax)): exact from the exponent bits for normal numbers
+        let biased = (amax.to_bits() >> 23) & 0xFF;
+        let floor_log2 = if biased != 0 {
+            biased as f32 - 127.0
+        } else {
+            amax.log2().floor()
+        };
+        (floor_log2 - 2.0 + 127.0).clamp(0.0, 255.0) as u8
     } else {
         0
     };
