@@ -253,3 +253,37 @@ fn requantizing_on_grid_data_is_near_lossless() {
         assert!(e <= bound, "{name}: {e} over {bound}");
     }
 }
+
+#[test]
+fn random_bytes_and_every_length_never_panic() {
+    let mut rng = StdRng::seed_from_u64(99);
+    let bytes: Vec<u8> = (0..8 * 292).map(|_| rng.gen()).collect();
+    for id in 0..64 {
+        let Some(ty) = GgmlType::from_id(id) else {
+            continue;
+        };
+        let (bs, ts) = (ty.block_size(), ty.type_size());
+        for n in [
+            0,
+            1,
+            bs - 1 + (bs == 1) as usize,
+            bs,
+            bs + 1,
+            2 * bs,
+            4 * bs,
+        ] {
+            let mut dst = vec![0f32; n];
+            let need = n / bs * ts;
+            for len in [0, need.saturating_sub(1), need, bytes.len()] {
+                let r = kernels::dequantize_row(ty, &bytes[..len.min(bytes.len())], &mut dst);
+                let ok = kernels::supports(ty) && n % bs == 0 && len >= need;
+                assert_eq!(r.is_ok(), ok, "{ty} n={n} len={len}: {r:?}");
+            }
+            let x = vec![0.5f32; n];
+            let mut out = vec![0u8; need + 8];
+            let r = kernels::quantize_row(ty, &x, &mut out);
+            let ok = kernels::can_quantize(ty) && n % bs == 0;
+            assert_eq!(r.is_ok(), ok, "{ty} quantize n={n}: {r:?}");
+        }
+    }
+}
