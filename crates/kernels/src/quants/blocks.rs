@@ -21,20 +21,18 @@ pub unsafe trait Block: Sized + Copy {
     const VALUES: usize;
 }
 
-/// Views `bytes` (a whole number of blocks) as blocks. Panics if it is not a whole number:
-/// callers check lengths first and return errors.
+/// Views `bytes` as blocks, at any address. Trailing bytes that do not make a whole block
+/// are not included (callers check lengths first and report errors).
 pub fn cast_blocks<B: Block>(bytes: &[u8]) -> &[B] {
     let size = std::mem::size_of::<B>();
-    assert_eq!(bytes.len() % size, 0, "caller checks block lengths");
     // SAFETY: `B: Block` has alignment 1, no padding and accepts any bit pattern, and the
-    // slice covers exactly `bytes.len() / size` whole blocks inside `bytes`.
+    // slice covers `bytes.len() / size` whole blocks, all inside `bytes`.
     unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<B>(), bytes.len() / size) }
 }
 
 /// Mutable twin of [`cast_blocks`], for quantizers writing into a byte buffer.
 pub fn cast_blocks_mut<B: Block>(bytes: &mut [u8]) -> &mut [B] {
     let size = std::mem::size_of::<B>();
-    assert_eq!(bytes.len() % size, 0, "caller checks block lengths");
     // SAFETY: as in `cast_blocks`; the exclusive borrow of `bytes` moves to the result.
     unsafe { std::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<B>(), bytes.len() / size) }
 }
