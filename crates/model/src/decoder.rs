@@ -327,6 +327,9 @@ impl Architecture for Decoder {
 
         // Final norm and output projection, only for the rows that want logits.
         let n_out = batch.n_outputs();
+        if n_out == 0 {
+            return Ok(());
+        }
         grow(&mut s.out_x, n_out * d);
         let out_x = &mut s.out_x[..n_out * d]; // [n_out, n_embd]
         gather_outputs(batch, x, d, out_x);

@@ -161,6 +161,13 @@ fn cache_truncate_and_reuse() {
         )
         .unwrap();
     }
+    // A chunk asking for no logits at all.
+    let mut quiet = Batch::new();
+    quiet.push(b[25], 25, 0, false);
+    cache.truncate(0, 25).unwrap();
+    m.forward(&quiet, &mut cache, &mut logits).unwrap();
+    assert!(logits.is_empty());
+    assert_eq!(cache.len(0), 26);
     cache.truncate(0, 20).unwrap();
     m.forward(
         &Batch::from_tokens(&b[20..], 20, 0, true),
