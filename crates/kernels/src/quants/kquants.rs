@@ -294,7 +294,7 @@ pub fn quant_q2_k(x: &[f32], b: &mut BlockQ2K) {
     let (mut max_scale, mut max_min) = (0f32, 0f32);
     for j in 0..16 {
         let xs = &x[16 * j..16 * j + 16];
-        let w: Vec<f32> = xs.iter().map(|v| v.abs()).collect();
+        let w: [f32; 16] = std::array::from_fn(|i| xs[i].abs());
         let (s, m) = make_qkx2_quants(3, xs, &w, &mut l[16 * j..16 * j + 16], -0.5, 0.1, 15, true);
         scales[j] = s;
         mins[j] = m;
@@ -398,7 +398,7 @@ fn quant_k_scale_min(
     for j in 0..8 {
         let xs = &x[32 * j..32 * j + 32];
         let av_x = (xs.iter().map(|v| v * v).sum::<f32>() / 32.0).sqrt();
-        let w: Vec<f32> = xs.iter().map(|v| av_x + v.abs()).collect();
+        let w: [f32; 32] = std::array::from_fn(|i| av_x + xs[i].abs());
         let (s, m) = make_qkx2_quants(
             nmax,
             xs,
