@@ -27,8 +27,8 @@ pub mod vec;
 pub use cpu::Level;
 pub use matmul::{matmul, matmul_at, matmul_reference};
 pub use pool::{num_threads, parallel_for, set_num_threads};
-pub use vec::{axpy_f16, axpy_f32, dot_bf16_f32, dot_f16_f32, dot_f32, f32_to_f16_slice};
 pub use quants::{can_quantize, dequantize_row, quantize_row, supports};
+pub use vec::{axpy_f16, axpy_f32, dot_bf16_f32, dot_f16_f32, dot_f32, f32_to_f16_slice};
 
 use gguf::GgmlType;
 

@@ -49,10 +49,17 @@ pub fn matmul(w: &QMatrix, x: &[f32], n: usize, y: &mut [f32]) {
 
 /// [`matmul`] with an explicit dispatch level (tests and benchmarks compare levels).
 pub fn matmul_at(level: Level, w: &QMatrix, x: &[f32], n: usize, y: &mut [f32]) {
-    assert!(level.available(), "{level} kernels are not available on this CPU");
+    assert!(
+        level.available(),
+        "{level} kernels are not available on this CPU"
+    );
     assert_eq!(x.len(), n * w.cols, "matmul: x is not [n, cols]");
     assert_eq!(y.len(), n * w.rows, "matmul: y is not [n, rows]");
-    assert_eq!(w.cols % w.ty.block_size(), 0, "matmul: partial weight block");
+    assert_eq!(
+        w.cols % w.ty.block_size(),
+        0,
+        "matmul: partial weight block"
+    );
     assert!(
         w.data.len() >= w.rows * w.row_bytes(),
         "matmul: weight data shorter than rows x row_bytes"

@@ -9,9 +9,9 @@
 //! A call made while the pool is busy (from inside a task, or from a second thread at the same
 //! time) runs its tasks serially on the calling thread.
 
-use std::cell::{Cell, UnsafeCell};
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
@@ -21,14 +21,18 @@ const SPIN_ITERS: u32 = 1 << 16;
 type TaskFn = dyn Fn(usize) + Sync;
 
 struct Shared {
-    /// Bumped once per job.
-    gen: AtomicU64,
-    /// The current job; written only while no worker is inside a job (see `parallel_for`).
-    job: UnsafeCell<(*const TaskFn, usize)>,
-    /// Next task index to hand out.
-    next: AtomicUsize,
-    /// Workers that have not finished the current job yet.
-    pending: AtomicUsize,
+    /// `generation << 32 | next task index`. Generations are even while a job is being
+    /// published and odd once it is ready; claiming a task is a CAS on this word, so a worker
+    /// can never take an index of a job other than the one it read.
+    ticket: AtomicU64,
+    /// The current job: the closure's data and vtable pointers and its task count. Written
+    /// only while the generation is even (seqlock style), read by workers and validated by
+    /// re-reading `ticket`.
+    job_data: AtomicPtr<()>,
+    job_vtable: AtomicPtr<()>,
+    job_n: AtomicUsize,
+    /// Tasks finished in the current job.
+    done: AtomicUsize,
     /// A task panicked in a worker.
     panicked: AtomicBool,
     quit: AtomicBool,
@@ -36,13 +40,6 @@ struct Shared {
     lock: Mutex<()>,
     wake: Condvar,
 }
-
-// SAFETY: `job` is written by the publishing thread only while `pending == 0` (no worker reads
-// it) and read by workers only between seeing a new `gen` (Acquire, after the write) and
-// decrementing `pending` (Release); the pointee is `Sync`.
-unsafe impl Sync for Shared {}
-// SAFETY: as above; the raw pointer is only dereferenced under that protocol.
-unsafe impl Send for Shared {}
 
 struct Pool {
     shared: Arc<Shared>,
@@ -71,10 +68,11 @@ fn default_threads() -> usize {
 impl Pool {
     fn new(threads: usize) -> Pool {
         let shared = Arc::new(Shared {
-            gen: AtomicU64::new(0),
-            job: UnsafeCell::new((std::ptr::null::<fn(usize)>() as *const TaskFn, 0)),
-            next: AtomicUsize::new(0),
-            pending: AtomicUsize::new(0),
+            ticket: AtomicU64::new(0),
+            job_data: AtomicPtr::new(std::ptr::null_mut()),
+            job_vtable: AtomicPtr::new(std::ptr::null_mut()),
+            job_n: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
             quit: AtomicBool::new(false),
             sleepers: AtomicUsize::new(0),
@@ -101,7 +99,6 @@ impl Pool {
     fn shutdown(&mut self) {
         let s = &self.shared;
         s.quit.store(true, SeqCst);
-        s.gen.fetch_add(1, SeqCst);
         {
             let _g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
@@ -112,48 +109,91 @@ impl Pool {
     }
 }
 
+/// The generation part of a ticket.
+fn gen_of(t: u64) -> u64 {
+    t >> 32
+}
+
+/// A fat `&dyn Fn` split into its two pointer words, and back.
+fn split(f: &(dyn Fn(usize) + Sync + '_)) -> (*mut (), *mut ()) {
+    // SAFETY: a `&dyn Trait` is two pointer-sized words (data, vtable); only the lifetime is
+    // erased, and `join` is used only while the closure is alive (see `parallel_for`).
+    unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync + '_), (*mut (), *mut ())>(f) }
+}
+
+/// # Safety
+/// `(data, vtable)` must come from [`split`] of a closure that is still alive.
+unsafe fn join<'a>(data: *mut (), vtable: *mut ()) -> &'a TaskFn {
+    std::mem::transmute::<(*mut (), *mut ()), &'a TaskFn>((data, vtable))
+}
+
 fn worker(s: &Shared) {
     IN_POOL.with(|c| c.set(true));
     let mut seen = 0u64;
     loop {
+        // Wait for a ready generation we have not served.
         let mut spins = 0u32;
-        while s.gen.load(Acquire) == seen {
+        let ready = |t: u64| gen_of(t) != seen && gen_of(t) % 2 == 1;
+        while !ready(s.ticket.load(Acquire)) && !s.quit.load(Relaxed) {
             if spins < SPIN_ITERS {
                 spins += 1;
                 std::hint::spin_loop();
             } else {
                 let mut g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
                 s.sleepers.fetch_add(1, SeqCst);
-                while s.gen.load(SeqCst) == seen {
+                while !ready(s.ticket.load(SeqCst)) && !s.quit.load(SeqCst) {
                     g = s.wake.wait(g).unwrap_or_else(|e| e.into_inner());
                 }
                 s.sleepers.fetch_sub(1, SeqCst);
             }
         }
-        seen = s.gen.load(Acquire);
         if s.quit.load(Acquire) {
             return;
         }
-        // SAFETY: a new generation was published after `job` was written (Acquire above), and
-        // the publisher does not touch `job` or return before we decrement `pending`.
-        let (f, n) = unsafe { *s.job.get() };
-        // SAFETY: the closure outlives the job (the publisher waits for `pending == 0`).
-        let f = unsafe { &*f };
-        let r = catch_unwind(AssertUnwindSafe(|| run_tasks(s, f, n)));
+        let t0 = s.ticket.load(Acquire);
+        let gen = gen_of(t0);
+        seen = gen;
+        if gen % 2 == 0 {
+            continue;
+        }
+        let (data, vtable, n) = (
+            s.job_data.load(Acquire),
+            s.job_vtable.load(Acquire),
+            s.job_n.load(Acquire),
+        );
+        // The fields belong to `gen` only if it is still current (they are rewritten only
+        // after the generation changes); claiming re-checks it on every task.
+        if gen_of(s.ticket.load(Acquire)) != gen {
+            continue;
+        }
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            while let Some(i) = claim(s, gen, n) {
+                // SAFETY: a task of `gen` was claimed, so its publisher is still waiting for
+                // `done` to reach `n` and the closure is alive.
+                let f = unsafe { join(data, vtable) };
+                f(i);
+                s.done.fetch_add(1, Release);
+            }
+        }));
         if r.is_err() {
             s.panicked.store(true, SeqCst);
+            s.done.fetch_add(1, Release);
         }
-        s.pending.fetch_sub(1, Release);
     }
 }
 
-fn run_tasks(s: &Shared, f: &(dyn Fn(usize) + Sync + '_), n: usize) {
+/// Claims the next task index of generation `gen`, if that job still has one.
+fn claim(s: &Shared, gen: u64, n: usize) -> Option<usize> {
+    let mut t = s.ticket.load(Relaxed);
     loop {
-        let i = s.next.fetch_add(1, Relaxed);
-        if i >= n {
-            return;
+        let i = (t & 0xFFFF_FFFF) as usize;
+        if gen_of(t) != gen || i >= n {
+            return None;
         }
-        f(i);
+        match s.ticket.compare_exchange_weak(t, t + 1, AcqRel, Relaxed) {
+            Ok(_) => return Some(i),
+            Err(now) => t = now,
+        }
     }
 }
 
@@ -175,24 +215,39 @@ pub fn parallel_for(n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
         return serial(f);
     }
     let s = &*guard.shared;
-    // SAFETY: only the lifetime is erased; we wait below until no worker can touch `f` again.
-    let fp: *const TaskFn = unsafe {
-        std::mem::transmute::<&(dyn Fn(usize) + Sync + '_), &'static TaskFn>(f)
-    };
-    // SAFETY: `pending == 0` here (every previous job was waited for), so no worker reads `job`.
-    unsafe { *s.job.get() = (fp, n_tasks) };
-    s.next.store(0, Relaxed);
-    s.pending.store(guard.workers.len(), Relaxed);
-    s.gen.fetch_add(1, SeqCst);
+    assert!(n_tasks < 1 << 32, "parallel_for: too many tasks");
+    // Publish: even generation (busy), job fields, then the odd (ready) generation.
+    let busy = ((gen_of(s.ticket.load(Relaxed)) | 1) + 1) & 0xFFFF_FFFF;
+    s.ticket.store(busy << 32, SeqCst);
+    let (data, vtable) = split(f);
+    s.job_data.store(data, Release);
+    s.job_vtable.store(vtable, Release);
+    s.job_n.store(n_tasks, Release);
+    s.done.store(0, Release);
+    let gen = busy + 1;
+    s.ticket.store(gen << 32, SeqCst);
     if s.sleepers.load(SeqCst) > 0 {
         let _g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
         s.wake.notify_all();
     }
     IN_POOL.with(|c| c.set(true));
-    let mine = catch_unwind(AssertUnwindSafe(|| run_tasks(s, f, n_tasks)));
+    let mine = catch_unwind(AssertUnwindSafe(|| {
+        while let Some(i) = claim(s, gen, n_tasks) {
+            f(i);
+            s.done.fetch_add(1, Release);
+        }
+    }));
     IN_POOL.with(|c| c.set(false));
+    if mine.is_err() {
+        // The panicking task never counted itself; skip the tasks nobody claimed yet.
+        s.done.fetch_add(1, Release);
+        while claim(s, gen, n_tasks).is_some() {
+            s.done.fetch_add(1, Release);
+        }
+    }
+    // Every task is claimed; wait until the workers running some have finished them.
     let mut spins = 0u32;
-    while s.pending.load(Acquire) != 0 {
+    while s.done.load(Acquire) < n_tasks {
         spins = spins.wrapping_add(1);
         if spins % 1024 == 0 {
             std::thread::yield_now();

@@ -39,7 +39,10 @@ static AVX2: VecFns = VecFns {
 impl VecFns {
     /// The helpers of `level` (which must be available on this CPU, see [`Level::available`]).
     pub fn at(level: Level) -> &'static VecFns {
-        assert!(level.available(), "{level} kernels are not available on this CPU");
+        assert!(
+            level.available(),
+            "{level} kernels are not available on this CPU"
+        );
         #[cfg(target_arch = "x86_64")]
         if level >= Level::Avx2 {
             return &AVX2;
@@ -239,7 +242,10 @@ pub mod avx2 {
     pub unsafe fn f32_to_f16(x: &[f32], o: &mut [f16]) {
         let n8 = x.len() / 8 * 8;
         for i in (0..n8).step_by(8) {
-            let h = _mm256_cvtps_ph(_mm256_loadu_ps(x.as_ptr().add(i)), _MM_FROUND_TO_NEAREST_INT);
+            let h = _mm256_cvtps_ph(
+                _mm256_loadu_ps(x.as_ptr().add(i)),
+                _MM_FROUND_TO_NEAREST_INT,
+            );
             _mm_storeu_si128(o.as_mut_ptr().add(i) as *mut __m128i, h);
         }
         super::scalar::f32_to_f16(&x[n8..], &mut o[n8..]);

@@ -64,12 +64,21 @@ fn weights(rng: &mut StdRng, ty: GgmlType, rows: usize, cols: usize) -> (Vec<u8>
     let rb = cols / ty.block_size() * ty.type_size();
     let mut data = vec![0u8; rows * rb];
     for r in 0..rows {
-        quantize_row(ty, &f[r * cols..(r + 1) * cols], &mut data[r * rb..(r + 1) * rb]).unwrap();
+        quantize_row(
+            ty,
+            &f[r * cols..(r + 1) * cols],
+            &mut data[r * rb..(r + 1) * rb],
+        )
+        .unwrap();
     }
     let mut deq = vec![0f32; rows * cols];
     for r in 0..rows {
-        kernels::dequantize_row(ty, &data[r * rb..(r + 1) * rb], &mut deq[r * cols..(r + 1) * cols])
-            .unwrap();
+        kernels::dequantize_row(
+            ty,
+            &data[r * rb..(r + 1) * rb],
+            &mut deq[r * cols..(r + 1) * cols],
+        )
+        .unwrap();
     }
     (data, deq)
 }
@@ -231,7 +240,13 @@ fn float_weights_every_level() {
 fn one_thread_and_two_threads_agree_exactly() {
     let mut rng = StdRng::seed_from_u64(3);
     let (rows, cols) = (301, 512);
-    for ty in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::F32] {
+    for ty in [
+        GgmlType::Q4_1,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+        GgmlType::F32,
+    ] {
         let (data, _) = weights(&mut rng, ty, rows, cols);
         let w = QMatrix {
             ty,

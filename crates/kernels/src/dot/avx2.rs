@@ -133,11 +133,7 @@ impl Unpack32 for Q8_0 {
     const SIGNED: bool = true;
     #[inline(always)]
     unsafe fn unpack(p: *const u8) -> (__m256i, f32, f32) {
-        (
-            _mm256_loadu_si256(p.add(2) as *const __m256i),
-            f16c(p),
-            0.0,
-        )
+        (_mm256_loadu_si256(p.add(2) as *const __m256i), f16c(p), 0.0)
     }
 }
 
@@ -174,11 +170,8 @@ impl<U: Unpack32, const VNNI: bool> Micro for B32<U, VNNI> {
                         _mm256_madd_epi16(_mm256_maddubs_epi16(q, qa), ones)
                     };
                     let da = rd_f32(ab[j]);
-                    acc[i][j] = _mm256_fmadd_ps(
-                        _mm256_cvtepi32_ps(p),
-                        _mm256_set1_ps(dw * da),
-                        acc[i][j],
-                    );
+                    acc[i][j] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * da), acc[i][j]);
                     if VNNI || !U::SIGNED {
                         macc[i][j] += mw * rd_f32(ab[j].add(4));
                     }
@@ -413,7 +406,10 @@ impl<const THREE: bool> Micro for K23<THREE> {
                 for h in 0..2 {
                     let q = _mm256_loadu_si256(p.add(qs_off + 32 * h) as *const __m256i);
                     for s in 0..4 {
-                        let mut v = _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * s as i32)), m3);
+                        let mut v = _mm256_and_si256(
+                            _mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * s as i32)),
+                            m3,
+                        );
                         if THREE {
                             let bit = _mm256_set1_epi8((1u8 << (4 * h + s)) as i8);
                             let set = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);

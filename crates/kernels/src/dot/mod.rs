@@ -84,7 +84,12 @@ unsafe fn rows<M: Micro, const R: usize, const T: usize>(g: &Region, t0: usize) 
         r0 += R;
     }
     while r0 < g.rows {
-        store(g, r0, t0, M::tile::<1, T>([g.w.add(r0 * g.w_stride)], a, g.nb));
+        store(
+            g,
+            r0,
+            t0,
+            M::tile::<1, T>([g.w.add(r0 * g.w_stride)], a, g.nb),
+        );
         r0 += 1;
     }
 }
