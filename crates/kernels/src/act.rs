@@ -177,3 +177,45 @@ pub mod avx2 {
         }
     }
 }
+
+/// Layout of 8 tokens' A32 blocks interleaved (for the prompt kernels, where each SIMD lane
+/// is one token): per block index, `d[8]: f32`, `s[8]: f32`, then for each 4-value group
+/// `k` (0..8) the 4 bytes of token 0, token 1, … token 7 (32 bytes).
+pub struct A32x8;
+impl A32x8 {
+    pub const BYTES: usize = 8 * A32::BYTES;
+    pub const D: usize = 0;
+    pub const S: usize = 32;
+    pub const Q: usize = 64;
+}
+
+/// Interleaves `n` rows of `nb` A32 blocks (`src`, row-major) into `n.div_ceil(8)` groups of
+/// `nb` [`A32x8`] blocks. Missing tokens of the last group are zero (d = 0).
+pub fn interleave_a32x8(src: &[u8], n: usize, nb: usize, dst: &mut [u8]) {
+    let row = nb * A32::BYTES;
+    let groups = n.div_ceil(8);
+    assert!(src.len() >= n * row && dst.len() >= groups * nb * A32x8::BYTES);
+    for g in 0..groups {
+        for b in 0..nb {
+            let o = &mut dst[(g * nb + b) * A32x8::BYTES..][..A32x8::BYTES];
+            for t in 0..8 {
+                let tok = 8 * g + t;
+                if tok >= n {
+                    o[A32x8::D + 4 * t..A32x8::D + 4 * t + 4].fill(0);
+                    o[A32x8::S + 4 * t..A32x8::S + 4 * t + 4].fill(0);
+                    for k in 0..8 {
+                        o[A32x8::Q + 32 * k + 4 * t..][..4].fill(0);
+                    }
+                    continue;
+                }
+                let s = &src[tok * row + b * A32::BYTES..][..A32::BYTES];
+                o[A32x8::D + 4 * t..][..4].copy_from_slice(&s[0..4]);
+                o[A32x8::S + 4 * t..][..4].copy_from_slice(&s[4..8]);
+                for k in 0..8 {
+                    o[A32x8::Q + 32 * k + 4 * t..][..4]
+                        .copy_from_slice(&s[A32::Q + 4 * k..A32::Q + 4 * k + 4]);
+                }
+            }
+        }
+    }
+}

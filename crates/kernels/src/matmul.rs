@@ -10,8 +10,9 @@ use std::cell::RefCell;
 use gguf::GgmlType;
 use half::{bf16, f16};
 
+use crate::act::{interleave_a32x8, A32x8};
 use crate::cpu::{level, Level};
-use crate::dot::{act_kind, quantizer, region_fn, Region};
+use crate::dot::{act_kind, quantizer, region_fn, region_x8_fn, Region};
 use crate::vec::VecFns;
 use crate::{dequantize_row, num_threads, parallel_for, QMatrix};
 
@@ -67,13 +68,34 @@ pub fn matmul_at(level: Level, w: &QMatrix, x: &[f32], n: usize, y: &mut [f32]) 
     if n == 0 || w.rows == 0 {
         return;
     }
+    let x8 = if n >= TOKEN_SPLIT {
+        region_x8_fn(level, w.ty)
+    } else {
+        None
+    };
     match (act_kind(w.ty), region_fn(level, w.ty)) {
+        (Some(kind), Some(_)) if x8.is_some() => {
+            let f = x8.expect("checked");
+            let nb = w.cols / kind.values();
+            let act_row = nb * kind.bytes();
+            let group = nb * A32x8::BYTES;
+            let quant = quantizer(level, kind);
+            with_act(n * act_row + n.div_ceil(8) * group, |buf| {
+                let (rows, groups) = buf.split_at_mut(n * act_row);
+                quantize_rows(quant, x, w.cols, n, rows, act_row);
+                interleave_a32x8(rows, n, nb, groups);
+                run_regions(w, groups, group, true, n, y, |g| {
+                    // SAFETY: as below, with `a` at 8-token groups.
+                    unsafe { f(g) }
+                });
+            });
+        }
         (Some(kind), Some(f)) => {
             let act_row = w.cols / kind.values() * kind.bytes();
             let quant = quantizer(level, kind);
             with_act(n * act_row, |act| {
                 quantize_rows(quant, x, w.cols, n, act, act_row);
-                run_regions(w, act, act_row, n, y, |g| {
+                run_regions(w, act, act_row, false, n, y, |g| {
                     // SAFETY: the region lies inside `w.data`, `act` and `y` (built by
                     // `run_regions` from checked lengths), and `level` is available.
                     unsafe { f(g) }
@@ -126,11 +148,13 @@ fn quantize_rows(
     });
 }
 
-/// Splits the output into regions and runs `f` on each, on the pool.
+/// Splits the output into regions and runs `f` on each, on the pool. `act_row` is the
+/// stride of one token, or of one group of 8 tokens when `grouped`.
 fn run_regions(
     w: &QMatrix,
     act: &[u8],
     act_row: usize,
+    grouped: bool,
     n: usize,
     y: &mut [f32],
     f: impl Fn(&Region) + Sync,
@@ -159,7 +183,10 @@ fn run_regions(
             nb,
             rows: rc.min(rows - r0),
             // SAFETY: as above.
-            a: unsafe { act.as_ptr().add(t0 * act_row) },
+            a: unsafe {
+                act.as_ptr()
+                    .add(if grouped { t0 / 8 } else { t0 } * act_row)
+            },
             a_stride: act_row,
             tokens: tc.min(n - t0),
             // SAFETY: as above.

@@ -12,7 +12,7 @@ use std::marker::PhantomData;
 use gguf::GgmlType;
 
 use super::{drive, rd_f32, rd_u32, scale_min_k4, scales_q3k, Micro, Region, RegionFn};
-use crate::act::{A256, A32};
+use crate::act::{A32x8, A256, A32};
 
 /// `acc + Σ4 u·s` per i32 lane (`u` unsigned bytes, `s` signed bytes), EVEX `vpdpbusd`.
 ///
@@ -517,6 +517,138 @@ pub fn region_fn(ty: GgmlType, vnni: bool) -> Option<RegionFn> {
         (GgmlType::Q6_K, _) => q6_k,
         (GgmlType::Q2_K, _) => q2_k,
         (GgmlType::Q3_K, _) => q3_k,
+        _ => return None,
+    })
+}
+
+/// Prompt kernel for the 32-value block types over [`A32x8`] activations: each SIMD lane is
+/// one of 8 tokens, so one weight block (unpacked once, its 4-byte groups broadcast) is
+/// multiplied with 8 tokens at a time and the scales apply as whole vectors.
+pub struct X8<U, const VNNI: bool>(PhantomData<U>);
+
+impl<U: Unpack32, const VNNI: bool> X8<U, VNNI> {
+    /// `R` rows × the 8 tokens of the group at `a`: lane `t` of result `r` is row `r`, token
+    /// `t`.
+    #[inline(always)]
+    unsafe fn tile<const R: usize>(w: [*const u8; R], a: *const u8, nb: usize) -> [__m256; R] {
+        let mut acc = [_mm256_setzero_ps(); R];
+        let ones = _mm256_set1_epi16(1);
+        let mut buf = [[0u8; 32]; R];
+        for b in 0..nb {
+            let ab = a.add(b * A32x8::BYTES);
+            let dav = _mm256_loadu_ps(ab.add(A32x8::D) as *const f32);
+            let sav = _mm256_loadu_ps(ab.add(A32x8::S) as *const f32);
+            let mut dw = [0f32; R];
+            let mut mw = [0f32; R];
+            for i in 0..R {
+                let (mut q, d, mut m) = U::unpack(w[i].add(b * U::WB));
+                if VNNI && U::SIGNED {
+                    q = _mm256_xor_si256(q, _mm256_set1_epi8(-128));
+                    m = -128.0 * d;
+                }
+                _mm256_storeu_si256(buf[i].as_mut_ptr() as *mut __m256i, q);
+                dw[i] = d;
+                mw[i] = m;
+            }
+            let mut isum = [[_mm256_setzero_si256(); 2]; R];
+            for k in 0..8 {
+                let av = _mm256_loadu_si256(ab.add(A32x8::Q + 32 * k) as *const __m256i);
+                for i in 0..R {
+                    let g = std::ptr::read_unaligned(buf[i].as_ptr().add(4 * k) as *const i32);
+                    let wv = _mm256_set1_epi32(g);
+                    let h = k & 1;
+                    isum[i][h] = if VNNI {
+                        dpbusd(isum[i][h], wv, av)
+                    } else if U::SIGNED {
+                        let p = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(av, wv));
+                        _mm256_add_epi32(isum[i][h], _mm256_madd_epi16(p, ones))
+                    } else {
+                        let p = _mm256_maddubs_epi16(wv, av);
+                        _mm256_add_epi32(isum[i][h], _mm256_madd_epi16(p, ones))
+                    };
+                }
+            }
+            for i in 0..R {
+                let s = _mm256_add_epi32(isum[i][0], isum[i][1]);
+                let scale = _mm256_mul_ps(_mm256_set1_ps(dw[i]), dav);
+                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc[i]);
+                if VNNI || !U::SIGNED {
+                    acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(mw[i]), sav, acc[i]);
+                }
+            }
+        }
+        acc
+    }
+
+    #[inline(always)]
+    unsafe fn store(g: &Region, r0: usize, t0: usize, v: __m256) {
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+        for (t, l) in lanes.iter().enumerate().take(g.tokens - t0) {
+            *g.y.add((t0 + t) * g.y_stride + r0) = *l;
+        }
+    }
+
+    /// A region whose `a` points at groups of 8 tokens (`a_stride` bytes apart).
+    #[inline(always)]
+    unsafe fn region<const R: usize>(g: &Region) {
+        for gi in 0..g.tokens.div_ceil(8) {
+            let a = g.a.add(gi * g.a_stride);
+            let t0 = 8 * gi;
+            let mut r0 = 0;
+            while r0 + R <= g.rows {
+                let w: [*const u8; R] = std::array::from_fn(|i| g.w.add((r0 + i) * g.w_stride));
+                let out = Self::tile::<R>(w, a, g.nb);
+                for (i, v) in out.iter().enumerate() {
+                    Self::store(g, r0 + i, t0, *v);
+                }
+                r0 += R;
+            }
+            while r0 < g.rows {
+                let out = Self::tile::<1>([g.w.add(r0 * g.w_stride)], a, g.nb);
+                Self::store(g, r0, t0, out[0]);
+                r0 += 1;
+            }
+        }
+    }
+}
+
+macro_rules! region_x8 {
+    ($name:ident, $u:ty, $vnni:expr, $r:expr) => {
+        /// # Safety
+        /// As [`RegionFn`] with [`A32x8`] activations; needs AVX2, FMA, F16C (and AVX-512
+        /// VNNI/VL for VNNI variants).
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $name(g: &Region) {
+            X8::<$u, $vnni>::region::<$r>(g)
+        }
+    };
+}
+
+region_x8!(x8_q4_0, Q4_0, false, 4);
+region_x8!(x8_q4_1, Q4_1, false, 4);
+region_x8!(x8_q5_0, Q5_0, false, 4);
+region_x8!(x8_q5_1, Q5_1, false, 4);
+region_x8!(x8_q8_0, Q8_0, false, 4);
+region_x8!(x8_q4_0v, Q4_0, true, 4);
+region_x8!(x8_q4_1v, Q4_1, true, 4);
+region_x8!(x8_q5_0v, Q5_0, true, 4);
+region_x8!(x8_q5_1v, Q5_1, true, 4);
+region_x8!(x8_q8_0v, Q8_0, true, 4);
+
+/// The prompt (8 tokens per lane group) kernel of `ty`, for [`A32x8`] activations.
+pub fn region_x8_fn(ty: GgmlType, vnni: bool) -> Option<RegionFn> {
+    Some(match (ty, vnni) {
+        (GgmlType::Q4_0, false) => x8_q4_0,
+        (GgmlType::Q4_1, false) => x8_q4_1,
+        (GgmlType::Q5_0, false) => x8_q5_0,
+        (GgmlType::Q5_1, false) => x8_q5_1,
+        (GgmlType::Q8_0, false) => x8_q8_0,
+        (GgmlType::Q4_0, true) => x8_q4_0v,
+        (GgmlType::Q4_1, true) => x8_q4_1v,
+        (GgmlType::Q5_0, true) => x8_q5_0v,
+        (GgmlType::Q5_1, true) => x8_q5_1v,
+        (GgmlType::Q8_0, true) => x8_q8_0v,
         _ => return None,
     })
 }

@@ -156,6 +156,17 @@ pub fn region_fn(level: Level, ty: GgmlType) -> Option<RegionFn> {
     scalar::region_fn(ty)
 }
 
+/// The prompt kernel of `ty` at `level` over [`crate::act::A32x8`] activations (8 tokens
+/// per group, one per SIMD lane), where one exists.
+pub fn region_x8_fn(level: Level, ty: GgmlType) -> Option<RegionFn> {
+    #[cfg(target_arch = "x86_64")]
+    if level >= Level::Avx2 {
+        return avx2::region_x8_fn(ty, level >= Level::Avx512Vnni);
+    }
+    let _ = (level, ty);
+    None
+}
+
 /// The activation quantizer of `kind` at `level`.
 pub fn quantizer(level: Level, kind: ActKind) -> fn(&[f32], &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
