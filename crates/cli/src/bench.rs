@@ -68,11 +68,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         bail!("-r/--repetitions must be at least 1");
     }
     let path = a.model.path()?;
-    let threads = a
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let need = a.n_prompt.max(a.n_gen).max(1);
-    let mut eng = crate::generate::load_engine(&path, Some(threads), Some(need))?;
+    let mut eng = crate::generate::load_engine(&path, a.threads, Some(need))?;
+    let threads = kernels::num_threads();
     let tokens = bench_tokens(need, eng.n_vocab());
 
     let mut results = Vec::new();

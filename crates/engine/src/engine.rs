@@ -90,7 +90,10 @@ impl Vocab for TokVocab<'_> {
 impl Engine {
     /// Opens `path`, builds the tokenizer and the model, and allocates the KV cache.
     pub fn load(path: impl AsRef<Path>, opts: EngineOptions) -> Result<Engine, EngineError> {
-        // TODO(kernels): apply `opts.threads` once the kernels expose `set_num_threads`.
+        // The kernels' pool is process-wide; 0 keeps its default (all cores).
+        if opts.threads > 0 {
+            kernels::set_num_threads(opts.threads);
+        }
         let file = GgufFile::open(path.as_ref())?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         let backend = ModelBackend::load(file, &opts)?;
