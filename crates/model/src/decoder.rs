@@ -3,12 +3,15 @@
 //! ```text
 //! x = token_embd[token]
 //! per layer:  x += o( attention( rope(qk_norm(q(norm(x)))), rope(qk_norm(k(norm(x)))), v(norm(x)) ) )
-//!             x += down( silu(gate(norm(x))) * up(norm(x)) )
+//!             x += down( silu(gate(norm(x))) * up(norm(x)) )      (or a mixture of experts)
 //! logits = output( norm(x) )          (output = token_embd when output.weight is absent)
 //! ```
 //!
 //! Optional pieces are found by tensor name: biases on any projection (`blk.N.attn_q.bias`…),
-//! q/k norms either per head (`[head_dim]`) or over the whole projection (`[n_head*head_dim]`).
+//! q/k norms either per head (`[head_dim]`) or over the whole projection (`[n_head*head_dim]`),
+//! fused projections (`attn_qkv` = q, k, v rows stacked; `ffn_up` of `2*n_ff` rows = gate rows
+//! then up rows, when `ffn_gate` is absent: phi3), experts when `{arch}.expert_count` > 0
+//! ([`crate::layers::moe`]: mixtral, qwen3moe).
 
 use gguf::GgufFile;
 
@@ -20,6 +23,7 @@ use crate::hparams::HParams;
 use crate::layers::attention::{attend_head, AttnParams};
 use crate::layers::ffn::swiglu;
 use crate::layers::kv_cache::KvStore;
+use crate::layers::moe::{MoeFfn, MoeParams};
 use crate::layers::norm::{rms_norm, rms_norm_inplace};
 use crate::layers::rope::{Rope, RopeStyle};
 use crate::ops::{add_inplace, grow, par_for, SharedMut};
@@ -88,10 +92,20 @@ pub struct DecoderLayer {
     pub k_norm: Option<QkNorm>,
     /// `[n_embd]`
     pub ffn_norm: Vec<f32>,
-    /// `[n_ff, n_embd]`, `[n_ff, n_embd]`, `[n_embd, n_ff]`
-    pub gate: Linear,
-    pub up: Linear,
-    pub down: Linear,
+    pub ffn: Ffn,
+}
+
+/// The feed-forward of a block.
+#[derive(Clone, Debug)]
+pub enum Ffn {
+    /// SwiGLU: `down(silu(gate(x)) · up(x))`; `[n_ff, n_embd]`, `[n_ff, n_embd]`, `[n_embd, n_ff]`.
+    Dense {
+        gate: Linear,
+        up: Linear,
+        down: Linear,
+    },
+    /// Mixture of SwiGLU experts.
+    Moe(MoeFfn),
 }
 
 /// A loaded llama-like model.
@@ -116,7 +130,8 @@ impl Decoder {
     pub fn load(file: &GgufFile, hp: HParams, opts: DecoderOptions) -> Result<Decoder> {
         let ld = Loader::new(file);
         let d = hp.n_embd;
-        if hp.n_ff == 0 {
+        let moe = MoeParams::read(file, &hp.arch)?;
+        if hp.n_ff == 0 && moe.is_none() {
             return Err(ModelError::BadHparam {
                 key: format!("{}.feed_forward_length", hp.arch),
                 msg: "missing or zero".into(),
@@ -150,18 +165,56 @@ impl Decoder {
                 }
                 .into());
             }
+            let (q, k, v) = if ld.has(&p("attn_qkv.weight")) && !ld.has(&p("attn_q.weight")) {
+                let dims = [hp.q_dim(), hp.k_dim(), hp.v_dim()];
+                let [q, k, v]: [Linear; 3] = ld
+                    .linear_split(&p("attn_qkv"), &dims, d)?
+                    .try_into()
+                    .expect("three parts");
+                (q, k, v)
+            } else {
+                (
+                    ld.linear(&p("attn_q"), hp.q_dim(), d)?,
+                    ld.linear(&p("attn_k"), hp.k_dim(), d)?,
+                    ld.linear(&p("attn_v"), hp.v_dim(), d)?,
+                )
+            };
+            let ffn = match &moe {
+                Some(mp) => Ffn::Moe(MoeFfn::load(&ld, i, d, mp)?),
+                None => {
+                    let ff = hp.n_ff;
+                    let fused = !ld.has(&p("ffn_gate.weight"))
+                        && ld
+                            .file
+                            .tensor_info(&p("ffn_up.weight"))
+                            .map(|t| t.dims.clone())
+                            == Some(vec![d as u64, 2 * ff as u64]);
+                    let (gate, up) = if fused {
+                        let [g, u]: [Linear; 2] = ld
+                            .linear_split(&p("ffn_up"), &[ff, ff], d)?
+                            .try_into()
+                            .expect("two parts");
+                        (g, u)
+                    } else {
+                        (
+                            ld.linear(&p("ffn_gate"), ff, d)?,
+                            ld.linear(&p("ffn_up"), ff, d)?,
+                        )
+                    };
+                    let down = ld.linear(&p("ffn_down"), d, ff)?;
+                    Ffn::Dense { gate, up, down }
+                }
+            };
             layers.push(DecoderLayer {
                 attn_norm: ld.vector(&p("attn_norm.weight"), d)?,
-                q: ld.linear(&p("attn_q"), hp.q_dim(), d)?,
-                k: ld.linear(&p("attn_k"), hp.k_dim(), d)?,
-                v: ld.linear(&p("attn_v"), hp.v_dim(), d)?,
+                q,
+                k,
+                v,
                 o: ld.linear(&p("attn_output"), d, att_out)?,
                 q_norm,
                 k_norm,
                 ffn_norm: ld.vector(&p("ffn_norm.weight"), d)?,
-                gate: ld.linear(&p("ffn_gate"), hp.n_ff, d)?,
-                up: ld.linear(&p("ffn_up"), hp.n_ff, d)?,
-                down: ld.linear(&p("ffn_down"), d, hp.n_ff)?,
+                ffn,
             });
         }
         let rope = Rope::new(opts.rope_style, hp.n_rot, hp.rope_base);
@@ -318,10 +371,19 @@ impl Architecture for Decoder {
 
             // Feed-forward block.
             rms_norm(x, &layer.ffn_norm, hp.norm_eps, xn);
-            layer.gate.forward(file, xn, n, gate);
-            layer.up.forward(file, xn, n, up);
-            swiglu(gate, up);
-            layer.down.forward(file, gate, n, proj);
+            match &layer.ffn {
+                Ffn::Dense {
+                    gate: wg,
+                    up: wu,
+                    down: wd,
+                } => {
+                    wg.forward(file, xn, n, gate);
+                    wu.forward(file, xn, n, up);
+                    swiglu(gate, up);
+                    wd.forward(file, gate, n, proj);
+                }
+                Ffn::Moe(moe) => moe.forward(file, xn, n, proj, &mut s.extra),
+            }
             add_inplace(x, proj);
         }
 

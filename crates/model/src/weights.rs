@@ -27,6 +27,26 @@ impl Matrix {
         }
     }
 
+    /// Rows `start..start + rows` of this matrix: a view of the same bytes, no copy (one part
+    /// of a fused tensor, one expert of a stack). Panics when the range is out of bounds.
+    pub fn rows_view(&self, start: usize, rows: usize) -> Matrix {
+        assert!(start + rows <= self.rows, "rows_view out of bounds");
+        let row_bytes = self
+            .info
+            .ty
+            .row_bytes(self.cols as u64)
+            .expect("whole blocks per row: checked at load");
+        let mut info = self.info.clone();
+        info.offset += start as u64 * row_bytes;
+        info.size = rows as u64 * row_bytes;
+        info.dims = vec![self.cols as u64, rows as u64];
+        Matrix {
+            info,
+            rows,
+            cols: self.cols,
+        }
+    }
+
     /// Dequantizes row `r` into `dst` (`[cols]`): the embedding lookup.
     pub fn row_f32(&self, file: &GgufFile, r: usize, dst: &mut [f32]) {
         let q = self.q(file);
@@ -169,6 +189,45 @@ impl<'a> Loader<'a> {
         let w = self.matrix(&format!("{prefix}.weight"), rows, cols)?;
         let b = self.vector_opt(&format!("{prefix}.bias"), rows)?;
         Ok(Linear { w, b })
+    }
+
+    /// A fused `{prefix}.weight` whose rows are the consecutive blocks `parts` (e.g. q, k, v
+    /// stacked in `attn_qkv`), each `cols` wide, split into one [`Linear`] per block; a
+    /// `{prefix}.bias`, when present, is split the same way.
+    pub fn linear_split(&self, prefix: &str, parts: &[usize], cols: usize) -> Result<Vec<Linear>> {
+        let total: usize = parts.iter().sum();
+        let w = self.matrix(&format!("{prefix}.weight"), total, cols)?;
+        let b = self.vector_opt(&format!("{prefix}.bias"), total)?;
+        let mut out = Vec::with_capacity(parts.len());
+        let mut start = 0;
+        for &rows in parts {
+            out.push(Linear {
+                w: w.rows_view(start, rows),
+                b: b.as_ref().map(|b| b[start..start + rows].to_vec()),
+            });
+            start += rows;
+        }
+        Ok(out)
+    }
+
+    /// A 3-D tensor `name` of `n` stacked matrices of `rows` x `cols` (GGUF dims
+    /// `[cols, rows, n]`, e.g. the experts of a MoE layer), one [`Matrix`] view per matrix.
+    pub fn matrix_stack(
+        &self,
+        name: &str,
+        n: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<Matrix>> {
+        let t = self.file.require_tensor(name)?;
+        Self::check_dims(t, &[cols as u64, rows as u64, n as u64])?;
+        self.check_type(t)?;
+        let all = Matrix {
+            info: t.clone(),
+            rows: rows * n,
+            cols,
+        };
+        Ok((0..n).map(|e| all.rows_view(e * rows, rows)).collect())
     }
 
     /// Like [`Loader::linear`] when `{prefix}.weight` is present.

@@ -60,7 +60,11 @@ pub fn check_folder(folder: &str) -> Result<String, String> {
         let want = read(&dir, &format!("logits_{tag}.f32.bin"))?;
         let got = prompt_logits(&m, &tokens);
         if got.len() != want.len() {
-            return Err(format!("{tag}: {} logits, expected {}", got.len(), want.len()));
+            return Err(format!(
+                "{tag}: {} logits, expected {}",
+                got.len(),
+                want.len()
+            ));
         }
         let err_prompt = max_abs_diff(&got, &want);
         if err_prompt > TOL {

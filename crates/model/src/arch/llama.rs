@@ -1,5 +1,7 @@
-//! `llama` (Llama 2/3, SmolLM2, Mistral without sliding window…): RMSNorm, SwiGLU, GQA, RoPE in
-//! the adjacent-pairs layout (the GGUF converter permuted the q/k rows for it).
+//! `llama` (Llama 2/3, SmolLM2, Mistral without sliding window, Mixtral): RMSNorm, SwiGLU, GQA,
+//! RoPE in the adjacent-pairs layout (the GGUF converter permuted the q/k rows for it). With
+//! `llama.expert_count` > 0 (Mixtral) the feed-forward is a mixture of experts: the shared
+//! decoder picks [`crate::layers::moe`] itself when it finds the expert keys.
 
 use gguf::GgufFile;
 

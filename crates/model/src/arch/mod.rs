@@ -13,8 +13,10 @@ use crate::hparams::HParams;
 use crate::layers::kv_cache::KvStore;
 
 pub mod llama;
+pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
+pub mod qwen3moe;
 
 /// A loaded model of one architecture. The weights stay in `file` (passed to each call).
 pub trait Architecture: Send + Sync {
@@ -52,6 +54,8 @@ pub const ARCHITECTURES: &[(&str, Constructor)] = &[
     ("llama", llama::load),
     ("qwen2", qwen2::load),
     ("qwen3", qwen3::load),
+    ("phi3", phi3::load),
+    ("qwen3moe", qwen3moe::load),
 ];
 
 /// Names of the supported architectures, comma-separated.

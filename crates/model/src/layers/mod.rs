@@ -6,5 +6,6 @@
 pub mod attention;
 pub mod ffn;
 pub mod kv_cache;
+pub mod moe;
 pub mod norm;
 pub mod rope;
