@@ -223,3 +223,32 @@ fn smollm2_chat_case_teacher_forced() {
         }
     }
 }
+
+/// Template + tokenizer give exactly the reference prompt ids for every chat case.
+#[test]
+fn chat_prompts_tokenize_like_the_reference() {
+    for (model, fixture) in [
+        ("smollm2-135m", "greedy/smollm2.json"),
+        ("qwen2.5-coder-0.5b", "greedy/qwen2.json"),
+    ] {
+        let eng = Engine::load(hub::ensure(model).unwrap(), EngineOptions::default()).unwrap();
+        let fx: Value =
+            serde_json::from_str(&std::fs::read_to_string(testdata(fixture)).unwrap()).unwrap();
+        let mut n = 0;
+        for case in fx["cases"].as_array().unwrap() {
+            if case["kind"] != "chat" {
+                continue;
+            }
+            let msgs: Vec<engine::ChatMessage> =
+                serde_json::from_value(case["messages"].clone()).unwrap();
+            assert_eq!(
+                eng.chat_prompt(&msgs).unwrap(),
+                ids(&case["prompt_ids"]),
+                "{model} {}",
+                case["name"]
+            );
+            n += 1;
+        }
+        assert_eq!(n, 3);
+    }
+}
