@@ -12,12 +12,16 @@ use crate::error::{ModelError, Result};
 use crate::hparams::HParams;
 use crate::layers::kv_cache::KvStore;
 
+pub mod gemma2;
+pub mod gemma3;
 pub mod gpt2;
 pub mod llama;
+pub mod olmo2;
 pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
 pub mod qwen3moe;
+pub mod sandwich;
 pub mod starcoder2;
 
 /// A loaded model of one architecture. The weights stay in `file` (passed to each call).
@@ -58,6 +62,9 @@ pub const ARCHITECTURES: &[(&str, Constructor)] = &[
     ("qwen3", qwen3::load),
     ("phi3", phi3::load),
     ("qwen3moe", qwen3moe::load),
+    ("gemma2", gemma2::load),
+    ("gemma3", gemma3::load),
+    ("olmo2", olmo2::load),
     ("gpt2", gpt2::load),
     ("starcoder2", starcoder2::load),
 ];
