@@ -412,3 +412,64 @@ fn bench_table_on_tiny_model() {
     assert!(s.contains("| pp8 |") && s.contains("| tg2 |"), "{s}");
     assert!(s.contains(" ± "), "{s}");
 }
+
+/// The tiny llama rewritten without one metadata key or one tensor.
+fn tiny_without(
+    dir: &Path,
+    name: &str,
+    skip_key: Option<&str>,
+    skip_tensor: Option<&str>,
+) -> PathBuf {
+    let f = gguf::GgufFile::open(testdata("tiny/llama/model.f32.gguf")).unwrap();
+    let mut w = gguf::GgufWriter::new();
+    for (k, v) in &f.metadata {
+        if Some(k.as_str()) != skip_key {
+            w.add(k.clone(), v.clone());
+        }
+    }
+    for t in &f.tensors {
+        if Some(t.name.as_str()) != skip_tensor {
+            w.add_tensor(t.name.clone(), &t.dims, t.ty, f.tensor_data(t).to_vec())
+                .unwrap();
+        }
+    }
+    let p = dir.join(name);
+    w.write_file(&p).unwrap();
+    p
+}
+
+#[test]
+fn run_on_incomplete_models_names_file_and_key_or_tensor() {
+    let dir = std::env::temp_dir().join(format!("lume-cli-incomplete-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        (
+            tiny_without(&dir, "no-embd.gguf", Some("llama.embedding_length"), None),
+            "llama.embedding_length",
+        ),
+        (
+            tiny_without(&dir, "no-ffn.gguf", None, Some("blk.1.ffn_up.weight")),
+            "blk.1.ffn_up.weight",
+        ),
+        (
+            tiny_without(&dir, "no-vocab.gguf", Some("tokenizer.ggml.tokens"), None),
+            "tokenizer.ggml.tokens",
+        ),
+    ];
+    for (file, what) in &cases {
+        let out = lume(&[
+            "run",
+            "-m",
+            file.to_str().unwrap(),
+            "--max-tokens",
+            "1",
+            "hi",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        let name = file.file_name().unwrap().to_str().unwrap();
+        assert!(err.contains(name) && err.contains(what), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
