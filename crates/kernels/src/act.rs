@@ -219,3 +219,46 @@ pub fn interleave_a32x8(src: &[u8], n: usize, nb: usize, dst: &mut [u8]) {
         }
     }
 }
+
+/// Layout of 8 tokens' A256 blocks interleaved (prompt kernels for K-quants, one token per
+/// SIMD lane): `d[8]: f32`; for each pair `p` of 16-value sums (0..8), token `t`'s
+/// `[bsum[2p], bsum[2p+1]]: [i16; 2]` at `BSUMS + 32p + 4t`; for each 4-value group `k`
+/// (0..64), token `t`'s 4 bytes at `Q + 32k + 4t`.
+pub struct A256x8;
+impl A256x8 {
+    pub const BYTES: usize = 8 * A256::BYTES;
+    pub const D: usize = 0;
+    pub const BSUMS: usize = 32;
+    pub const Q: usize = 288;
+}
+
+/// Interleaves `n` rows of `nb` A256 blocks into `n.div_ceil(8)` groups of `nb` [`A256x8`]
+/// blocks; missing tokens of the last group are zero.
+pub fn interleave_a256x8(src: &[u8], n: usize, nb: usize, dst: &mut [u8]) {
+    let row = nb * A256::BYTES;
+    let groups = n.div_ceil(8);
+    assert!(src.len() >= n * row && dst.len() >= groups * nb * A256x8::BYTES);
+    for g in 0..groups {
+        for b in 0..nb {
+            let o = &mut dst[(g * nb + b) * A256x8::BYTES..][..A256x8::BYTES];
+            for t in 0..8 {
+                let tok = 8 * g + t;
+                let zero = [0u8; A256::BYTES];
+                let s = if tok < n {
+                    &src[tok * row + b * A256::BYTES..][..A256::BYTES]
+                } else {
+                    &zero[..]
+                };
+                o[A256x8::D + 4 * t..][..4].copy_from_slice(&s[0..4]);
+                for p in 0..8 {
+                    o[A256x8::BSUMS + 32 * p + 4 * t..][..4]
+                        .copy_from_slice(&s[A256::BSUMS + 4 * p..A256::BSUMS + 4 * p + 4]);
+                }
+                for k in 0..64 {
+                    o[A256x8::Q + 32 * k + 4 * t..][..4]
+                        .copy_from_slice(&s[A256::Q + 4 * k..A256::Q + 4 * k + 4]);
+                }
+            }
+        }
+    }
+}

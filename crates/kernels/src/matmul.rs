@@ -10,8 +10,9 @@ use std::cell::RefCell;
 use gguf::GgmlType;
 use half::{bf16, f16};
 
-use crate::act::{interleave_a32x8, A32x8};
+use crate::act::{interleave_a256x8, interleave_a32x8, A256x8, A32x8};
 use crate::cpu::{level, Level};
+use crate::dot::ActKind;
 use crate::dot::{act_kind, quantizer, region_fn, region_x8_fn, Region};
 use crate::vec::VecFns;
 use crate::{dequantize_row, num_threads, parallel_for, QMatrix};
@@ -78,12 +79,19 @@ pub fn matmul_at(level: Level, w: &QMatrix, x: &[f32], n: usize, y: &mut [f32]) 
             let f = x8.expect("checked");
             let nb = w.cols / kind.values();
             let act_row = nb * kind.bytes();
-            let group = nb * A32x8::BYTES;
+            let group = nb
+                * match kind {
+                    ActKind::A32 => A32x8::BYTES,
+                    ActKind::A256 => A256x8::BYTES,
+                };
             let quant = quantizer(level, kind);
             with_act(n * act_row + n.div_ceil(8) * group, |buf| {
                 let (rows, groups) = buf.split_at_mut(n * act_row);
                 quantize_rows(quant, x, w.cols, n, rows, act_row);
-                interleave_a32x8(rows, n, nb, groups);
+                match kind {
+                    ActKind::A32 => interleave_a32x8(rows, n, nb, groups),
+                    ActKind::A256 => interleave_a256x8(rows, n, nb, groups),
+                }
                 run_regions(w, groups, group, true, n, y, |g| {
                     // SAFETY: as below, with `a` at 8-token groups.
                     unsafe { f(g) }

@@ -12,7 +12,7 @@ use std::marker::PhantomData;
 use gguf::GgmlType;
 
 use super::{drive, rd_f32, rd_u32, scale_min_k4, scales_q3k, Micro, Region, RegionFn};
-use crate::act::{A32x8, A256, A32};
+use crate::act::{A256x8, A32x8, A256, A32};
 
 /// `acc + Σ4 u·s` per i32 lane (`u` unsigned bytes, `s` signed bytes), EVEX `vpdpbusd`.
 ///
@@ -704,6 +704,313 @@ pub fn region_x8_fn(ty: GgmlType, vnni: bool) -> Option<RegionFn> {
         (GgmlType::Q5_0, true) => x8_q5_0v,
         (GgmlType::Q5_1, true) => x8_q5_1v,
         (GgmlType::Q8_0, true) => x8_q8_0v,
+        _ => return None,
+    })
+}
+
+/// A K-quant super-block in a uniform form for the prompt kernel: 256 unsigned values in
+/// natural order and 16 sub-blocks of 16 with `w = d · sc · q − dmin · m`.
+pub struct KForm {
+    d: f32,
+    dmin: f32,
+    sc: [i32; 16],
+    /// `m[2p] | m[2p + 1] << 16` (i16 pairs, matching the activation bsum pairs).
+    mp: [i32; 8],
+}
+
+/// Unpacks one K-quant super-block to [`KForm`] and its 256 values into `buf`.
+pub trait UnpackK {
+    const WB: usize;
+    /// `dmin == d` (the "min" is a fixed offset): combine in integers.
+    const SAME_D: bool;
+    unsafe fn unpack(p: *const u8, buf: *mut u8) -> KForm;
+}
+
+#[inline(always)]
+fn pairs(m: &[i32; 16]) -> [i32; 8] {
+    std::array::from_fn(|p| (m[2 * p] & 0xFFFF) | (m[2 * p + 1] << 16))
+}
+
+#[inline(always)]
+unsafe fn st(buf: *mut u8, off: usize, v: __m256i) {
+    _mm256_storeu_si256(buf.add(off) as *mut __m256i, v);
+}
+
+pub struct UQ4K<const FIFTH: bool>;
+impl<const FIFTH: bool> UnpackK for UQ4K<FIFTH> {
+    const WB: usize = if FIFTH { 176 } else { 144 };
+    const SAME_D: bool = false;
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8, buf: *mut u8) -> KForm {
+        let qs_off = if FIFTH { 48 } else { 16 };
+        let m4 = _mm256_set1_epi8(0x0F);
+        let hbits = _mm256_loadu_si256(p.add(16) as *const __m256i);
+        for c in 0..4 {
+            let x = _mm256_loadu_si256(p.add(qs_off + 32 * c) as *const __m256i);
+            let mut lo = _mm256_and_si256(x, m4);
+            let mut hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
+            if FIFTH {
+                let h16 = _mm256_set1_epi8(0x10);
+                let bl = _mm256_set1_epi8((1u8 << (2 * c)) as i8);
+                let bh = _mm256_set1_epi8((1u8 << (2 * c + 1)) as i8);
+                let sl = _mm256_cmpeq_epi8(_mm256_and_si256(hbits, bl), bl);
+                let sh = _mm256_cmpeq_epi8(_mm256_and_si256(hbits, bh), bh);
+                lo = _mm256_or_si256(lo, _mm256_and_si256(sl, h16));
+                hi = _mm256_or_si256(hi, _mm256_and_si256(sh, h16));
+            }
+            st(buf, 64 * c, lo);
+            st(buf, 64 * c + 32, hi);
+        }
+        let mut sc = [0i32; 16];
+        let mut m = [0i32; 16];
+        for j in 0..8 {
+            let (s, mm) = scale_min_k4(j, p.add(4));
+            sc[2 * j] = s as i32;
+            sc[2 * j + 1] = s as i32;
+            m[2 * j] = mm as i32;
+            m[2 * j + 1] = mm as i32;
+        }
+        KForm {
+            d: f16c(p),
+            dmin: f16c(p.add(2)),
+            sc,
+            mp: pairs(&m),
+        }
+    }
+}
+
+pub struct UQ6K;
+impl UnpackK for UQ6K {
+    const WB: usize = 210;
+    const SAME_D: bool = true;
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8, buf: *mut u8) -> KForm {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let m2 = _mm256_set1_epi8(0x30);
+        for h in 0..2 {
+            let l0 = _mm256_loadu_si256(p.add(64 * h) as *const __m256i);
+            let l1 = _mm256_loadu_si256(p.add(64 * h + 32) as *const __m256i);
+            let hb = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
+            let o = 128 * h;
+            st(
+                buf,
+                o,
+                _mm256_or_si256(
+                    _mm256_and_si256(l0, m4),
+                    _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2),
+                ),
+            );
+            st(
+                buf,
+                o + 32,
+                _mm256_or_si256(
+                    _mm256_and_si256(l1, m4),
+                    _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2),
+                ),
+            );
+            st(
+                buf,
+                o + 64,
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                    _mm256_and_si256(hb, m2),
+                ),
+            );
+            st(
+                buf,
+                o + 96,
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                    _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2),
+                ),
+            );
+        }
+        let sc: [i32; 16] = std::array::from_fn(|i| *p.add(192 + i) as i8 as i32);
+        let m: [i32; 16] = std::array::from_fn(|i| 32 * sc[i]);
+        let d = f16c(p.add(208));
+        KForm {
+            d,
+            dmin: d,
+            sc,
+            mp: pairs(&m),
+        }
+    }
+}
+
+pub struct UQ23K<const THREE: bool>;
+impl<const THREE: bool> UnpackK for UQ23K<THREE> {
+    const WB: usize = if THREE { 110 } else { 84 };
+    const SAME_D: bool = THREE;
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8, buf: *mut u8) -> KForm {
+        let qs_off = if THREE { 32 } else { 16 };
+        let m3 = _mm256_set1_epi8(3);
+        let hm = _mm256_loadu_si256(p as *const __m256i);
+        for h in 0..2 {
+            let q = _mm256_loadu_si256(p.add(qs_off + 32 * h) as *const __m256i);
+            for s in 0..4 {
+                let mut v =
+                    _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * s as i32)), m3);
+                if THREE {
+                    let bit = _mm256_set1_epi8((1u8 << (4 * h + s)) as i8);
+                    let set = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);
+                    v = _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(4)));
+                }
+                st(buf, 128 * h + 32 * s, v);
+            }
+        }
+        if THREE {
+            let s8 = scales_q3k(p.add(96));
+            let sc: [i32; 16] = std::array::from_fn(|i| s8[i] as i32);
+            let m: [i32; 16] = std::array::from_fn(|i| 4 * sc[i]);
+            let d = f16c(p.add(108));
+            KForm {
+                d,
+                dmin: d,
+                sc,
+                mp: pairs(&m),
+            }
+        } else {
+            let sc: [i32; 16] = std::array::from_fn(|i| (*p.add(i) & 0x0F) as i32);
+            let m: [i32; 16] = std::array::from_fn(|i| (*p.add(i) >> 4) as i32);
+            KForm {
+                d: f16c(p.add(80)),
+                dmin: f16c(p.add(82)),
+                sc,
+                mp: pairs(&m),
+            }
+        }
+    }
+}
+
+/// Prompt kernel for the K-quants over [`A256x8`] activations (one token per lane).
+pub struct KX8<U, const VNNI: bool>(PhantomData<U>);
+
+impl<U: UnpackK, const VNNI: bool> KX8<U, VNNI> {
+    #[inline(always)]
+    unsafe fn tile<const R: usize>(w: [*const u8; R], a: *const u8, nb: usize) -> [__m256; R] {
+        let mut acc = [_mm256_setzero_ps(); R];
+        let ones = _mm256_set1_epi16(1);
+        let mut buf = [[0u8; 256]; R];
+        for b in 0..nb {
+            let ab = a.add(b * A256x8::BYTES);
+            let dav = _mm256_loadu_ps(ab.add(A256x8::D) as *const f32);
+            let kf: [KForm; R] =
+                std::array::from_fn(|i| U::unpack(w[i].add(b * U::WB), buf[i].as_mut_ptr()));
+            let mut total = [_mm256_setzero_si256(); R];
+            for s in 0..16 {
+                let mut part = [_mm256_setzero_si256(); R];
+                for k in 0..4 {
+                    let g = 4 * s + k;
+                    let av = _mm256_loadu_si256(ab.add(A256x8::Q + 32 * g) as *const __m256i);
+                    for i in 0..R {
+                        let wq = std::ptr::read_unaligned(buf[i].as_ptr().add(4 * g) as *const i32);
+                        let wv = _mm256_set1_epi32(wq);
+                        part[i] = if VNNI {
+                            dpbusd(part[i], wv, av)
+                        } else {
+                            _mm256_add_epi32(
+                                part[i],
+                                _mm256_madd_epi16(_mm256_maddubs_epi16(wv, av), ones),
+                            )
+                        };
+                    }
+                }
+                for i in 0..R {
+                    let sc = _mm256_set1_epi32(kf[i].sc[s]);
+                    total[i] = _mm256_add_epi32(total[i], _mm256_mullo_epi32(part[i], sc));
+                }
+            }
+            for i in 0..R {
+                let mut msum = _mm256_setzero_si256();
+                for p in 0..8 {
+                    let bs = _mm256_loadu_si256(ab.add(A256x8::BSUMS + 32 * p) as *const __m256i);
+                    let mv = _mm256_set1_epi32(kf[i].mp[p]);
+                    msum = _mm256_add_epi32(msum, _mm256_madd_epi16(bs, mv));
+                }
+                let dd = _mm256_mul_ps(_mm256_set1_ps(kf[i].d), dav);
+                if U::SAME_D {
+                    let s = _mm256_sub_epi32(total[i], msum);
+                    acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), dd, acc[i]);
+                } else {
+                    let dm = _mm256_mul_ps(_mm256_set1_ps(kf[i].dmin), dav);
+                    acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total[i]), dd, acc[i]);
+                    acc[i] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), dm, acc[i]);
+                }
+            }
+        }
+        acc
+    }
+
+    #[inline(always)]
+    unsafe fn region<const R: usize>(g: &Region) {
+        for gi in 0..g.tokens.div_ceil(8) {
+            let a = g.a.add(gi * g.a_stride);
+            let t0 = 8 * gi;
+            let mut r0 = 0;
+            while r0 + R <= g.rows {
+                let w: [*const u8; R] = std::array::from_fn(|i| g.w.add((r0 + i) * g.w_stride));
+                let out = Self::tile::<R>(w, a, g.nb);
+                for (i, v) in out.iter().enumerate() {
+                    store_lanes(g, r0 + i, t0, *v);
+                }
+                r0 += R;
+            }
+            while r0 < g.rows {
+                let out = Self::tile::<1>([g.w.add(r0 * g.w_stride)], a, g.nb);
+                store_lanes(g, r0, t0, out[0]);
+                r0 += 1;
+            }
+        }
+    }
+}
+
+/// Stores lane `t` of `v` to `y[t0 + t, r]` for the tokens that exist.
+#[inline(always)]
+unsafe fn store_lanes(g: &Region, r: usize, t0: usize, v: __m256) {
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+    for (t, l) in lanes.iter().enumerate().take(g.tokens - t0) {
+        *g.y.add((t0 + t) * g.y_stride + r) = *l;
+    }
+}
+
+macro_rules! region_kx8 {
+    ($name:ident, $u:ty, $vnni:expr) => {
+        /// # Safety
+        /// As [`RegionFn`] with [`A256x8`] activations; needs AVX2, FMA, F16C (and AVX-512
+        /// VNNI/VL for VNNI variants).
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $name(g: &Region) {
+            KX8::<$u, $vnni>::region::<4>(g)
+        }
+    };
+}
+
+region_kx8!(x8_q4_k, UQ4K<false>, false);
+region_kx8!(x8_q5_k, UQ4K<true>, false);
+region_kx8!(x8_q6_k, UQ6K, false);
+region_kx8!(x8_q2_k, UQ23K<false>, false);
+region_kx8!(x8_q3_k, UQ23K<true>, false);
+region_kx8!(x8_q4_kv, UQ4K<false>, true);
+region_kx8!(x8_q5_kv, UQ4K<true>, true);
+region_kx8!(x8_q6_kv, UQ6K, true);
+region_kx8!(x8_q2_kv, UQ23K<false>, true);
+region_kx8!(x8_q3_kv, UQ23K<true>, true);
+
+/// The K-quant prompt kernel of `ty` over [`A256x8`] activations.
+pub fn region_kx8_fn(ty: GgmlType, vnni: bool) -> Option<RegionFn> {
+    Some(match (ty, vnni) {
+        (GgmlType::Q4_K, false) => x8_q4_k,
+        (GgmlType::Q5_K, false) => x8_q5_k,
+        (GgmlType::Q6_K, false) => x8_q6_k,
+        (GgmlType::Q2_K, false) => x8_q2_k,
+        (GgmlType::Q3_K, false) => x8_q3_k,
+        (GgmlType::Q4_K, true) => x8_q4_kv,
+        (GgmlType::Q5_K, true) => x8_q5_kv,
+        (GgmlType::Q6_K, true) => x8_q6_kv,
+        (GgmlType::Q2_K, true) => x8_q2_kv,
+        (GgmlType::Q3_K, true) => x8_q3_kv,
         _ => return None,
     })
 }

@@ -156,12 +156,14 @@ pub fn region_fn(level: Level, ty: GgmlType) -> Option<RegionFn> {
     scalar::region_fn(ty)
 }
 
-/// The prompt kernel of `ty` at `level` over [`crate::act::A32x8`] activations (8 tokens
-/// per group, one per SIMD lane), where one exists.
+/// The prompt kernel of `ty` at `level` over interleaved activations
+/// ([`crate::act::A32x8`] or [`crate::act::A256x8`]: 8 tokens per group, one per SIMD lane),
+/// where one exists.
 pub fn region_x8_fn(level: Level, ty: GgmlType) -> Option<RegionFn> {
     #[cfg(target_arch = "x86_64")]
     if level >= Level::Avx2 {
-        return avx2::region_x8_fn(ty, level >= Level::Avx512Vnni);
+        let vnni = level >= Level::Avx512Vnni;
+        return avx2::region_x8_fn(ty, vnni).or_else(|| avx2::region_kx8_fn(ty, vnni));
     }
     let _ = (level, ty);
     None
