@@ -252,3 +252,56 @@ fn chat_prompts_tokenize_like_the_reference() {
         assert_eq!(n, 3);
     }
 }
+
+/// A text prompt becomes the reference ids, BOS included exactly where the model wants one
+/// (gemma3 yes, smollm2 and qwen2.5 no).
+#[test]
+fn text_prompts_tokenize_like_the_reference() {
+    for (model, fixture) in [
+        ("smollm2-135m", "greedy/smollm2.json"),
+        ("gemma3-270m", "greedy/gemma3.json"),
+        ("qwen2.5-coder-0.5b", "greedy/qwen2.json"),
+    ] {
+        let eng = Engine::load(hub::ensure(model).unwrap(), EngineOptions::default()).unwrap();
+        let fx: Value =
+            serde_json::from_str(&std::fs::read_to_string(testdata(fixture)).unwrap()).unwrap();
+        for case in fx["cases"].as_array().unwrap() {
+            let text = case["prompt_text"].as_str().unwrap();
+            assert_eq!(
+                eng.tokenize(text, true, true),
+                ids(&case["prompt_ids"]),
+                "{model} {}",
+                case["name"]
+            );
+        }
+    }
+}
+
+/// Teacher-forced, through the whole engine: the first raw case of each real model's fixture.
+#[test]
+fn raw_cases_teacher_forced_on_all_real_models() {
+    for (model, fixture) in [
+        ("smollm2-135m", "greedy/smollm2.json"),
+        ("gemma3-270m", "greedy/gemma3.json"),
+        ("qwen2.5-coder-0.5b", "greedy/qwen2.json"),
+    ] {
+        let mut eng = Engine::load(hub::ensure(model).unwrap(), EngineOptions::default()).unwrap();
+        let fx: Value =
+            serde_json::from_str(&std::fs::read_to_string(testdata(fixture)).unwrap()).unwrap();
+        let case = &fx["cases"][0];
+        let prompt = ids(&case["prompt_ids"]);
+        let gen = ids(&case["generated_ids"]);
+        let mut all = prompt.clone();
+        all.extend(&gen);
+        let rows = eng.score(&all, 1).unwrap();
+        let margins = case["margins"].as_array().unwrap();
+        let mut checked = 0;
+        for (k, &want) in gen.iter().enumerate() {
+            if margins[k].as_f64().unwrap() > 0.5 {
+                assert_eq!(rows[prompt.len() + k - 1][0].0, want, "{model} step {k}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 10, "{model}: only {checked} steps checked");
+    }
+}
