@@ -61,7 +61,8 @@ pub struct LoadArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub load: LoadArgs,
-    /// The prompt (read from stdin when absent and --prompt-ids is not given).
+    /// The prompt (read from stdin when absent and --prompt-ids is not given; one trailing
+    /// newline of stdin is dropped).
     pub prompt: Option<String>,
     /// Most tokens to generate.
     #[arg(short = 'n', long, default_value_t = 256)]
@@ -247,6 +248,13 @@ fn read_prompt(a: &RunArgs) -> Result<String> {
     std::io::stdin()
         .read_to_string(&mut s)
         .context("reading the prompt from stdin")?;
+    // `echo "..." | lume run` adds a newline the user did not mean as part of the prompt.
+    if s.ends_with('\n') {
+        s.pop();
+        if s.ends_with('\r') {
+            s.pop();
+        }
+    }
     Ok(s)
 }
 

@@ -473,3 +473,40 @@ fn run_on_incomplete_models_names_file_and_key_or_tensor() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn run_reads_the_prompt_from_stdin() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let model = testdata("tiny/llama/model.f32.gguf");
+    let mut child = Command::new(LUME)
+        .args([
+            "run",
+            "-m",
+            model.to_str().unwrap(),
+            "--temp",
+            "0",
+            "-n",
+            "4",
+            "--json",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"It is a truth\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ids_of(&v["ids"]).len(), 4);
+}
