@@ -81,12 +81,32 @@ pub trait Unpack32 {
     const SIGNED: bool;
     /// `(q, d, m)` with `w = d · q + m`.
     unsafe fn unpack(p: *const u8) -> (__m256i, f32, f32);
+    /// `[d, m, 0, 0]` in one vector (`m` as for VNNI when `vnni`).
+    unsafe fn dm(p: *const u8, vnni: bool) -> __m128;
+}
+
+/// `[d, k·d, 0, 0]` for a block whose min is a multiple of its f16 scale at `p`.
+#[inline(always)]
+unsafe fn dm_scaled(p: *const u8, k: f32) -> __m128 {
+    let bits = u16::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 2]));
+    let d = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
+    _mm_mul_ps(_mm_shuffle_ps(d, d, 0), _mm_setr_ps(1.0, k, 0.0, 0.0))
+}
+
+/// `[d, m, 0, 0]` from two consecutive f16 at `p`.
+#[inline(always)]
+unsafe fn dm_pair(p: *const u8) -> __m128 {
+    _mm_cvtph_ps(_mm_cvtsi32_si128(rd_u32(p) as i32))
 }
 
 pub struct Q4_0;
 impl Unpack32 for Q4_0 {
     const WB: usize = 18;
     const SIGNED: bool = false;
+    #[inline(always)]
+    unsafe fn dm(p: *const u8, _vnni: bool) -> __m128 {
+        dm_scaled(p, -8.0)
+    }
     #[inline(always)]
     unsafe fn unpack(p: *const u8) -> (__m256i, f32, f32) {
         let d = f16c(p);
@@ -99,6 +119,10 @@ impl Unpack32 for Q4_1 {
     const WB: usize = 20;
     const SIGNED: bool = false;
     #[inline(always)]
+    unsafe fn dm(p: *const u8, _vnni: bool) -> __m128 {
+        dm_pair(p)
+    }
+    #[inline(always)]
     unsafe fn unpack(p: *const u8) -> (__m256i, f32, f32) {
         (nibbles(p.add(4)), f16c(p), f16c(p.add(2)))
     }
@@ -108,6 +132,10 @@ pub struct Q5_0;
 impl Unpack32 for Q5_0 {
     const WB: usize = 22;
     const SIGNED: bool = false;
+    #[inline(always)]
+    unsafe fn dm(p: *const u8, _vnni: bool) -> __m128 {
+        dm_scaled(p, -16.0)
+    }
     #[inline(always)]
     unsafe fn unpack(p: *const u8) -> (__m256i, f32, f32) {
         let d = f16c(p);
@@ -121,6 +149,10 @@ impl Unpack32 for Q5_1 {
     const WB: usize = 24;
     const SIGNED: bool = false;
     #[inline(always)]
+    unsafe fn dm(p: *const u8, _vnni: bool) -> __m128 {
+        dm_pair(p)
+    }
+    #[inline(always)]
     unsafe fn unpack(p: *const u8) -> (__m256i, f32, f32) {
         let q = _mm256_or_si256(nibbles(p.add(8)), fifth_bits(rd_u32(p.add(4))));
         (q, f16c(p), f16c(p.add(2)))
@@ -131,6 +163,10 @@ pub struct Q8_0;
 impl Unpack32 for Q8_0 {
     const WB: usize = 34;
     const SIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn dm(p: *const u8, vnni: bool) -> __m128 {
+        dm_scaled(p, if vnni { -128.0 } else { 0.0 })
+    }
     #[inline(always)]
     unsafe fn unpack(p: *const u8) -> (__m256i, f32, f32) {
         (_mm256_loadu_si256(p.add(2) as *const __m256i), f16c(p), 0.0)
@@ -193,40 +229,52 @@ impl<U: Unpack32, const VNNI: bool> B32<U, VNNI> {
     /// the hardware prefetchers follow best), 4 independent accumulators per row.
     #[inline(always)]
     unsafe fn region_1tok(g: &Region) {
-        let ones = _mm256_set1_epi16(1);
+        let has_min = VNNI || !U::SIGNED;
         for r in 0..g.rows {
             let w = g.w.add(r * g.w_stride);
-            let mut acc = [_mm256_setzero_ps(); 4];
-            let mut macc = [0f32; 4];
-            for b in 0..g.nb {
-                let ab = g.a.add(b * A32::BYTES);
-                _mm_prefetch(w.wrapping_add(b * U::WB + 1024) as *const i8, _MM_HINT_T0);
-                let (mut q, dw, mut mw) = U::unpack(w.add(b * U::WB));
-                if VNNI && U::SIGNED {
-                    q = _mm256_xor_si256(q, _mm256_set1_epi8(-128));
-                    mw = -128.0 * dw;
-                }
-                let qa = _mm256_loadu_si256(ab.add(A32::Q) as *const __m256i);
-                let p = if VNNI {
-                    dpbusd(_mm256_setzero_si256(), q, qa)
-                } else if U::SIGNED {
-                    let s = _mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(qa, q));
-                    _mm256_madd_epi16(s, ones)
-                } else {
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(q, qa), ones)
-                };
-                let k = b & 3;
-                acc[k] = _mm256_fmadd_ps(
-                    _mm256_cvtepi32_ps(p),
-                    _mm256_set1_ps(dw * rd_f32(ab)),
-                    acc[k],
-                );
-                if VNNI || !U::SIGNED {
-                    macc[k] += mw * rd_f32(ab.add(4));
-                }
+            let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            // Lane 1 accumulates m·sa.
+            let (mut m0, mut m1) = (_mm_setzero_ps(), _mm_setzero_ps());
+            let mut b = 0;
+            while b + 2 <= g.nb {
+                Self::blk1(w, g.a, b, &mut a0, &mut m0);
+                Self::blk1(w, g.a, b + 1, &mut a1, &mut m1);
+                b += 2;
             }
-            let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-            *g.y.add(r) = hsum_ps(s) + ((macc[0] + macc[1]) + (macc[2] + macc[3]));
+            if b < g.nb {
+                Self::blk1(w, g.a, b, &mut a0, &mut m0);
+            }
+            let m = _mm_add_ps(m0, m1);
+            let mv = _mm_cvtss_f32(_mm_shuffle_ps(m, m, 1));
+            *g.y.add(r) = hsum_ps(_mm256_add_ps(a0, a1)) + if has_min { mv } else { 0.0 };
+        }
+    }
+
+    /// Block `b` of one row and one token into `acc` (and `[·, m·sa]` into `macc`).
+    #[inline(always)]
+    unsafe fn blk1(w: *const u8, a: *const u8, b: usize, acc: &mut __m256, macc: &mut __m128) {
+        let ab = a.add(b * A32::BYTES);
+        let wb = w.add(b * U::WB);
+        _mm_prefetch(w.wrapping_add(b * U::WB + 1024) as *const i8, _MM_HINT_T0);
+        let mut q = U::unpack(wb).0;
+        if VNNI && U::SIGNED {
+            q = _mm256_xor_si256(q, _mm256_set1_epi8(-128));
+        }
+        // [dw·da, mw·sa]
+        let ds = _mm_castpd_ps(_mm_load_sd(ab as *const f64));
+        let prod = _mm_mul_ps(U::dm(wb, VNNI), ds);
+        let qa = _mm256_loadu_si256(ab.add(A32::Q) as *const __m256i);
+        let p = if VNNI {
+            dpbusd(_mm256_setzero_si256(), q, qa)
+        } else if U::SIGNED {
+            let s = _mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(qa, q));
+            _mm256_madd_epi16(s, _mm256_set1_epi16(1))
+        } else {
+            _mm256_madd_epi16(_mm256_maddubs_epi16(q, qa), _mm256_set1_epi16(1))
+        };
+        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcastss_ps(prod), *acc);
+        if VNNI || !U::SIGNED {
+            *macc = _mm_add_ps(*macc, prod);
         }
     }
 }
@@ -587,7 +635,6 @@ impl<U: Unpack32, const VNNI: bool> X8<U, VNNI> {
     #[inline(always)]
     unsafe fn tile<const R: usize>(w: [*const u8; R], a: *const u8, nb: usize) -> [__m256; R] {
         let mut acc = [_mm256_setzero_ps(); R];
-        let ones = _mm256_set1_epi16(1);
         let mut buf = [[0u8; 32]; R];
         for b in 0..nb {
             let ab = a.add(b * A32x8::BYTES);
@@ -605,26 +652,19 @@ impl<U: Unpack32, const VNNI: bool> X8<U, VNNI> {
                 dw[i] = d;
                 mw[i] = m;
             }
-            let mut isum = [[_mm256_setzero_si256(); 2]; R];
-            for k in 0..8 {
-                let av = _mm256_loadu_si256(ab.add(A32x8::Q + 32 * k) as *const __m256i);
-                for i in 0..R {
-                    let g = std::ptr::read_unaligned(buf[i].as_ptr().add(4 * k) as *const i32);
-                    let wv = _mm256_set1_epi32(g);
-                    let h = k & 1;
-                    isum[i][h] = if VNNI {
-                        dpbusd(isum[i][h], wv, av)
-                    } else if U::SIGNED {
-                        let p = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(av, wv));
-                        _mm256_add_epi32(isum[i][h], _mm256_madd_epi16(p, ones))
-                    } else {
-                        let p = _mm256_maddubs_epi16(wv, av);
-                        _mm256_add_epi32(isum[i][h], _mm256_madd_epi16(p, ones))
-                    };
-                }
-            }
+            let mut isum0 = [_mm256_setzero_si256(); R];
+            let mut isum1 = [_mm256_setzero_si256(); R];
+            // Written out 8 times (not a loop) so the accumulators stay in registers.
+            x8_step::<U, VNNI, R>(ab, &buf, 0, &mut isum0);
+            x8_step::<U, VNNI, R>(ab, &buf, 1, &mut isum1);
+            x8_step::<U, VNNI, R>(ab, &buf, 2, &mut isum0);
+            x8_step::<U, VNNI, R>(ab, &buf, 3, &mut isum1);
+            x8_step::<U, VNNI, R>(ab, &buf, 4, &mut isum0);
+            x8_step::<U, VNNI, R>(ab, &buf, 5, &mut isum1);
+            x8_step::<U, VNNI, R>(ab, &buf, 6, &mut isum0);
+            x8_step::<U, VNNI, R>(ab, &buf, 7, &mut isum1);
             for i in 0..R {
-                let s = _mm256_add_epi32(isum[i][0], isum[i][1]);
+                let s = _mm256_add_epi32(isum0[i], isum1[i]);
                 let scale = _mm256_mul_ps(_mm256_set1_ps(dw[i]), dav);
                 acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc[i]);
                 if VNNI || !U::SIGNED {
@@ -665,6 +705,31 @@ impl<U: Unpack32, const VNNI: bool> X8<U, VNNI> {
                 r0 += 1;
             }
         }
+    }
+}
+
+/// One 4-value group `k` of an [`X8`] block: every row's 4 weight bytes (broadcast) times the
+/// 8 tokens' 4 activation bytes.
+#[inline(always)]
+unsafe fn x8_step<U: Unpack32, const VNNI: bool, const R: usize>(
+    ab: *const u8,
+    buf: &[[u8; 32]; R],
+    k: usize,
+    isum: &mut [__m256i; R],
+) {
+    let av = _mm256_loadu_si256(ab.add(A32x8::Q + 32 * k) as *const __m256i);
+    for i in 0..R {
+        let g = std::ptr::read_unaligned(buf[i].as_ptr().add(4 * k) as *const i32);
+        let wv = _mm256_set1_epi32(g);
+        isum[i] = if VNNI {
+            dpbusd(isum[i], wv, av)
+        } else if U::SIGNED {
+            let p = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(av, wv));
+            _mm256_add_epi32(isum[i], _mm256_madd_epi16(p, _mm256_set1_epi16(1)))
+        } else {
+            let p = _mm256_maddubs_epi16(wv, av);
+            _mm256_add_epi32(isum[i], _mm256_madd_epi16(p, _mm256_set1_epi16(1)))
+        };
     }
 }
 
@@ -710,6 +775,7 @@ pub fn region_x8_fn(ty: GgmlType, vnni: bool) -> Option<RegionFn> {
 
 /// A K-quant super-block in a uniform form for the prompt kernel: 256 unsigned values in
 /// natural order and 16 sub-blocks of 16 with `w = d · sc · q − dmin · m`.
+#[derive(Clone, Copy, Default)]
 pub struct KForm {
     d: f32,
     dmin: f32,
@@ -890,32 +956,21 @@ impl<U: UnpackK, const VNNI: bool> KX8<U, VNNI> {
     #[inline(always)]
     unsafe fn tile<const R: usize>(w: [*const u8; R], a: *const u8, nb: usize) -> [__m256; R] {
         let mut acc = [_mm256_setzero_ps(); R];
-        let ones = _mm256_set1_epi16(1);
         let mut buf = [[0u8; 256]; R];
         for b in 0..nb {
             let ab = a.add(b * A256x8::BYTES);
             let dav = _mm256_loadu_ps(ab.add(A256x8::D) as *const f32);
-            let kf: [KForm; R] =
-                std::array::from_fn(|i| U::unpack(w[i].add(b * U::WB), buf[i].as_mut_ptr()));
+            let mut kf = [KForm::default(); R];
+            for i in 0..R {
+                kf[i] = U::unpack(w[i].add(b * U::WB), buf[i].as_mut_ptr());
+            }
             let mut total = [_mm256_setzero_si256(); R];
             for s in 0..16 {
                 let mut part = [_mm256_setzero_si256(); R];
-                for k in 0..4 {
-                    let g = 4 * s + k;
-                    let av = _mm256_loadu_si256(ab.add(A256x8::Q + 32 * g) as *const __m256i);
-                    for i in 0..R {
-                        let wq = std::ptr::read_unaligned(buf[i].as_ptr().add(4 * g) as *const i32);
-                        let wv = _mm256_set1_epi32(wq);
-                        part[i] = if VNNI {
-                            dpbusd(part[i], wv, av)
-                        } else {
-                            _mm256_add_epi32(
-                                part[i],
-                                _mm256_madd_epi16(_mm256_maddubs_epi16(wv, av), ones),
-                            )
-                        };
-                    }
-                }
+                kx8_step::<VNNI, R>(ab, &buf, 4 * s, &mut part);
+                kx8_step::<VNNI, R>(ab, &buf, 4 * s + 1, &mut part);
+                kx8_step::<VNNI, R>(ab, &buf, 4 * s + 2, &mut part);
+                kx8_step::<VNNI, R>(ab, &buf, 4 * s + 3, &mut part);
                 for i in 0..R {
                     let sc = _mm256_set1_epi32(kf[i].sc[s]);
                     total[i] = _mm256_add_epi32(total[i], _mm256_mullo_epi32(part[i], sc));
@@ -962,6 +1017,27 @@ impl<U: UnpackK, const VNNI: bool> KX8<U, VNNI> {
                 r0 += 1;
             }
         }
+    }
+}
+
+/// One 4-value group `g` of a [`KX8`] super-block for every row.
+#[inline(always)]
+unsafe fn kx8_step<const VNNI: bool, const R: usize>(
+    ab: *const u8,
+    buf: &[[u8; 256]; R],
+    g: usize,
+    part: &mut [__m256i; R],
+) {
+    let av = _mm256_loadu_si256(ab.add(A256x8::Q + 32 * g) as *const __m256i);
+    for i in 0..R {
+        let wq = std::ptr::read_unaligned(buf[i].as_ptr().add(4 * g) as *const i32);
+        let wv = _mm256_set1_epi32(wq);
+        part[i] = if VNNI {
+            dpbusd(part[i], wv, av)
+        } else {
+            let p = _mm256_maddubs_epi16(wv, av);
+            _mm256_add_epi32(part[i], _mm256_madd_epi16(p, _mm256_set1_epi16(1)))
+        };
     }
 }
 
