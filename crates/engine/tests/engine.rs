@@ -218,7 +218,9 @@ fn smollm2_chat_case_teacher_forced() {
     let rows = eng.score(&all, 2).unwrap();
     for (k, &id) in got.iter().enumerate() {
         let row = &rows[prompt.len() + k - 1];
-        if row[0].1 - row[1].1 > 0.1 {
+        // Decode (one token per pass) and batched kernels round differently: only a clear
+        // choice must agree (testdata/greedy/README.md: margins above 0.5 nats).
+        if row[0].1 - row[1].1 > 0.5 {
             assert_eq!(row[0].0, id, "step {k}: decode and batched pass disagree");
         }
     }
