@@ -141,7 +141,8 @@ fn stacked_and_fused_views_read_the_right_rows() {
         let stack_dims = [cols as u64, rows as u64, n as u64];
         w.add_tensor("stack", &stack_dims, ty, q.clone()).unwrap();
         let fused_dims = [cols as u64, (rows * n) as u64];
-        w.add_tensor("fused.weight", &fused_dims, ty, q.clone()).unwrap();
+        w.add_tensor("fused.weight", &fused_dims, ty, q.clone())
+            .unwrap();
         let f = GgufFile::from_bytes("stack.gguf", w.to_bytes()).unwrap();
         let ld = model::weights::Loader::new(&f);
         let experts = ld.matrix_stack("stack", n, rows, cols).unwrap();
