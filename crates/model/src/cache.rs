@@ -102,7 +102,9 @@ impl KvCache {
     }
 
     /// Keeps the first `len` positions of `slot` (`len` at most the current length), e.g. to
-    /// re-use a shared prompt prefix.
+    /// re-use a shared prompt prefix. In a windowed cache ([`crate::Model::new_cache_windowed`])
+    /// this fails when the sliding-window layers no longer hold the positions before `len`
+    /// (see [`KvCache::can_truncate`]); clear the slot and evaluate again instead.
     pub fn truncate(&mut self, slot: usize, len: usize) -> Result<()> {
         self.check_slot(slot)?;
         let cur = self.kv.len(slot);
@@ -111,7 +113,30 @@ impl KvCache {
                 "cannot truncate slot {slot} to {len} positions: it holds only {cur}"
             )));
         }
+        if !self.kv.can_truncate(slot, len) {
+            return Err(ModelError::BadCache(format!(
+                "cannot truncate slot {slot} from {cur} to {len} positions: its sliding-window \
+                 layers keep only the most recent positions; clear the slot instead"
+            )));
+        }
         self.kv.set_len(slot, len);
         Ok(())
+    }
+
+    /// Whether [`KvCache::truncate`]`(slot, len)` would succeed. Always true for a plain cache;
+    /// for a windowed one, when `len` is 0 or the sliding-window layers still hold the window
+    /// before `len` (going back up to [`crate::MAX_BATCH`] positions from the end is always
+    /// possible).
+    pub fn can_truncate(&self, slot: usize, len: usize) -> bool {
+        slot < self.kv.n_slots && len <= self.kv.len(slot) && self.kv.can_truncate(slot, len)
+    }
+
+    /// Memory held by the stored keys and values, in bytes.
+    pub fn kv_bytes(&self) -> usize {
+        let elem = match self.kv.ty {
+            crate::KvType::F32 => 4,
+            crate::KvType::F16 => 2,
+        };
+        self.kv.n_values() * elem
     }
 }

@@ -97,6 +97,21 @@ impl Model {
         Ok(KvCache::new(kv))
     }
 
+    /// Like [`Model::new_cache_typed`], but the sliding-window layers (gemma2, gemma3) keep
+    /// only their window plus one batch ([`MAX_BATCH`]) of positions, in a ring buffer, instead
+    /// of `n_ctx`: for gemma3 that is 5 layers in 6 holding about 1k positions whatever the
+    /// context. The results are the same; the price is that [`KvCache::truncate`] can no
+    /// longer go back further than the ring remembers (check [`KvCache::can_truncate`]).
+    /// For models without sliding-window layers this is [`Model::new_cache_typed`].
+    pub fn new_cache_windowed(&self, n_slots: usize, n_ctx: usize, ty: KvType) -> Result<KvCache> {
+        let (kd, vd) = self.arch.kv_dims();
+        let windows: Vec<Option<usize>> = (0..self.info.n_layer)
+            .map(|l| self.arch.kv_window(l))
+            .collect();
+        let kv = KvStore::with_windows(n_slots, n_ctx, kd, vd, ty, &windows)?;
+        Ok(KvCache::new(kv))
+    }
+
     /// Evaluates `batch`, appending its keys/values to `cache`, and writes the logits rows of
     /// the flagged tokens (in batch order) to `logits_out`, resized to `[n_out, vocab]`.
     ///
@@ -144,7 +159,15 @@ impl Model {
         let n_slots = cache.kv.n_slots;
         let n_ctx = cache.kv.n_ctx;
         let (kd, vd) = self.arch.kv_dims();
-        if cache.kv.n_layer != self.info.n_layer || cache.kv.k_dim != kd || cache.kv.v_dim != vd {
+        let ring_mismatch = || {
+            (cache.kv.windows().iter().enumerate())
+                .any(|(l, w)| w.is_some() && *w != self.arch.kv_window(l))
+        };
+        if cache.kv.n_layer != self.info.n_layer
+            || cache.kv.k_dim != kd
+            || cache.kv.v_dim != vd
+            || ring_mismatch()
+        {
             return Err(ModelError::BadCache(
                 "this cache was made for a different model".into(),
             ));

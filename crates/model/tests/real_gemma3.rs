@@ -30,7 +30,10 @@ fn log_softmax(row: &[f32]) -> Vec<f64> {
 }
 
 fn references() -> serde_json::Value {
-    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/greedy/gemma3.json");
+    let p = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/greedy/gemma3.json"
+    );
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 

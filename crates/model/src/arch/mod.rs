@@ -38,6 +38,12 @@ pub trait Architecture: Send + Sync {
         (hp.k_dim(), hp.v_dim())
     }
 
+    /// The sliding window of `layer`, when its queries see only the last positions: a
+    /// windowed cache ([`crate::Model::new_cache_windowed`]) keeps only those for it.
+    fn kv_window(&self, _layer: usize) -> Option<usize> {
+        None
+    }
+
     /// Runs `batch` (already validated by [`crate::Model::forward`]: tokens in range, positions
     /// continuing each slot, below `n_ctx`), writing its keys/values into `kv` and the logits of
     /// the flagged tokens, in batch order, into `logits` (`[n_out, vocab]`, exactly that long).

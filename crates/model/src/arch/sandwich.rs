@@ -14,7 +14,8 @@
 //! Sliding-window layers: with [`Swa`], layer `i` attends to the last `window` positions only
 //! when `i % pattern < pattern - 1` (gemma2: pattern 2, even layers slide; gemma3: pattern 6,
 //! every 6th layer is global), and may use its own RoPE base (gemma3's `rope.freq_base_swa`).
-//! The KV cache still keeps every position of those layers; the window is a mask.
+//! A plain KV cache keeps every position of those layers (the window is a mask); a windowed one
+//! ([`crate::Model::new_cache_windowed`]) keeps only the window, in a ring buffer.
 
 use gguf::GgufFile;
 
@@ -174,7 +175,7 @@ impl Sandwich {
             });
         }
         if let Some(swa) = &opts.swa {
-            if swa.pattern == 0 || swa.window == 0 || !(swa.rope_base > 0.0) {
+            if swa.pattern == 0 || swa.window == 0 || swa.rope_base.is_nan() || swa.rope_base <= 0.0 {
                 return Err(ModelError::BadHparam {
                     key: format!("{}.attention.sliding_window", hp.arch),
                     msg: format!("bad sliding-window layout {swa:?}"),
@@ -285,6 +286,10 @@ impl Architecture for Sandwich {
 
     fn vocab(&self) -> usize {
         self.vocab
+    }
+
+    fn kv_window(&self, layer: usize) -> Option<usize> {
+        self.layers.get(layer).and_then(|l| l.attn.window)
     }
 
     fn forward(

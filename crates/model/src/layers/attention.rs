@@ -3,6 +3,9 @@
 //! Query head `h` reads KV head `h / (n_head / n_head_kv)`. A query at position `p` sees the keys
 //! at positions `start..=p` of its own slot, where `start` is 0, or `p + 1 - window` with a
 //! sliding window. Scores are `q·k · scale`, optionally soft-capped (`cap · tanh(s / cap)`).
+//! Position `p` is read from row `p % rows` of the slot's cached rows, so a sliding-window
+//! layer's ring buffer (fewer rows than positions, see `kv_cache`) works unchanged; with a
+//! full-size cache that is row `p`.
 
 use crate::layers::kv_cache::Rows;
 use crate::ops;
@@ -138,12 +141,13 @@ fn attend_impl<K: KvElem, V: KvElem>(
     let (kd, vd) = (p.n_head_kv * p.head_dim, p.n_head_kv * p.head_dim_v);
     let first = p.first_key(pos);
     let n_keys = pos + 1 - first;
+    let rows = keys.len() / kd;
     let scores = &mut scores[..n_keys]; // [n_keys]
     for h in 0..p.n_head {
         let kvh = h / group;
         let qh = &q[h * p.head_dim..(h + 1) * p.head_dim];
         for (j, s) in scores.iter_mut().enumerate() {
-            let kpos = first + j;
+            let kpos = (first + j) % rows;
             let k = &keys[kpos * kd + kvh * p.head_dim..][..p.head_dim];
             let mut v = dot_kv(qh, k) * p.scale;
             if let Some(cap) = p.softcap {
@@ -155,7 +159,7 @@ fn attend_impl<K: KvElem, V: KvElem>(
         let oh = &mut out[h * p.head_dim_v..(h + 1) * p.head_dim_v];
         oh.fill(0.0);
         for (j, &w) in scores.iter().enumerate() {
-            let vpos = first + j;
+            let vpos = (first + j) % rows;
             axpy_kv(
                 w,
                 &values[vpos * vd + kvh * p.head_dim_v..][..p.head_dim_v],
@@ -220,7 +224,16 @@ fn attend_head_impl<K: KvElem, V: KvElem>(
     let mut m = f32::NEG_INFINITY;
     let mut l = 0f32;
     out_h.fill(0.0);
-    for kpos in p.first_key(pos)..=pos {
+    // Row of the first key (ring buffer: position p is in row p % rows).
+    let rows = keys.len() / kd;
+    let first = p.first_key(pos);
+    let mut row = first % rows;
+    for _ in first..=pos {
+        let kpos = row;
+        row += 1;
+        if row == rows {
+            row = 0;
+        }
         let k = &keys[kpos * kd + kvh * p.head_dim..][..p.head_dim];
         let mut s = K::dot(qh, k) * p.scale;
         if let Some(cap) = p.softcap {

@@ -1,12 +1,18 @@
 //! The KV cache storage: per layer, per slot, per position one key row and one value row,
 //! stored as f32 or f16 ([`KvType`]).
 //!
-//! Layout: keys are `[n_layer, n_slots, n_ctx, k_dim]`, values `[n_layer, n_slots, n_ctx, v_dim]`.
-//! `lens[s]` positions of slot `s` are valid (the same for every layer).
+//! Layout: per layer, keys `[n_slots, cap, k_dim]` and values `[n_slots, cap, v_dim]`, the layers
+//! one after the other. `cap` is `n_ctx` for every layer of a plain cache; in a windowed cache
+//! ([`KvStore::with_windows`]) a sliding-window layer keeps only `window + MAX_BATCH - 1` rows
+//! and position `p` lives in row `p % cap` (a ring buffer: a batch of up to `MAX_BATCH` tokens
+//! writes its keys before any of its queries reads, and the oldest query still needs
+//! `window - 1` earlier positions). `lens[s]` positions of slot `s` are valid (the same for every
+//! layer; in a ring only the last `cap` of them are still stored).
 
 use half::f16;
 
 use crate::error::{ModelError, Result};
+use crate::model::MAX_BATCH;
 
 /// Largest cache, in values, we agree to allocate (2^36 values: a sanity bound).
 const MAX_CACHE_VALUES: usize = 1 << 36;
@@ -65,9 +71,15 @@ pub struct KvStore {
     pub k_dim: usize,
     pub v_dim: usize,
     pub ty: KvType,
-    /// `[n_layer, n_slots, n_ctx, k_dim]`
+    /// `[n_layer]`: the sliding window of each ring-buffered layer (`None`: every position kept)
+    windows: Vec<Option<usize>>,
+    /// `[n_layer]`: rows kept per slot (`n_ctx`, or fewer for a ring-buffered sliding layer)
+    caps: Vec<usize>,
+    /// `[n_layer]`: first row of each layer (`Σ n_slots · caps` of the layers before)
+    offs: Vec<usize>,
+    /// Per layer `[n_slots, cap, k_dim]`
     k: Buf,
-    /// `[n_layer, n_slots, n_ctx, v_dim]`
+    /// Per layer `[n_slots, cap, v_dim]`
     v: Buf,
     /// `[n_slots]`: filled positions per slot.
     lens: Vec<usize>,
@@ -82,16 +94,46 @@ impl KvStore {
         v_dim: usize,
         ty: KvType,
     ) -> Result<KvStore> {
+        KvStore::with_windows(n_slots, n_ctx, k_dim, v_dim, ty, &vec![None; n_layer])
+    }
+
+    /// Rows a layer needs per slot: `n_ctx`, or for a sliding window of `w` positions
+    /// `w + MAX_BATCH - 1` when that is smaller.
+    pub fn rows_for(n_ctx: usize, window: Option<usize>) -> usize {
+        match window {
+            Some(w) => n_ctx.min(w.max(1).saturating_add(MAX_BATCH - 1)),
+            None => n_ctx,
+        }
+    }
+
+    /// A cache whose layer `l` keeps only the rows [`KvStore::rows_for`]`(n_ctx, windows[l])`
+    /// (`windows.len()` layers): sliding-window layers become ring buffers.
+    pub fn with_windows(
+        n_slots: usize,
+        n_ctx: usize,
+        k_dim: usize,
+        v_dim: usize,
+        ty: KvType,
+        windows: &[Option<usize>],
+    ) -> Result<KvStore> {
+        let n_layer = windows.len();
         if n_slots == 0 || n_ctx == 0 {
             return Err(ModelError::BadCache(format!(
                 "a cache needs at least one slot and one position (asked for {n_slots} slots of {n_ctx})"
             )));
         }
+        let caps: Vec<usize> = windows.iter().map(|&w| Self::rows_for(n_ctx, w)).collect();
+        let mut offs = Vec::with_capacity(n_layer);
+        let mut rows = 0usize;
+        for &cap in &caps {
+            offs.push(rows);
+            rows = n_slots
+                .checked_mul(cap)
+                .and_then(|x| x.checked_add(rows))
+                .unwrap_or(usize::MAX);
+        }
         let size = |d: usize| {
-            n_layer
-                .checked_mul(n_slots)
-                .and_then(|x| x.checked_mul(n_ctx))
-                .and_then(|x| x.checked_mul(d))
+            rows.checked_mul(d)
                 .filter(|&x| x <= MAX_CACHE_VALUES)
                 .ok_or_else(|| {
                     ModelError::BadCache(format!(
@@ -107,6 +149,9 @@ impl KvStore {
             k_dim,
             v_dim,
             ty,
+            windows: windows.to_vec(),
+            caps,
+            offs,
             k: Buf::new(ty, nk),
             v: Buf::new(ty, nv),
             lens: vec![0; n_slots],
@@ -127,26 +172,64 @@ impl KvStore {
         self.lens[slot] = len;
     }
 
+    /// Rows kept per slot in `layer`: `n_ctx`, or fewer when the layer is a ring buffer
+    /// (position `p` in row `p % cap`).
+    pub fn cap(&self, layer: usize) -> usize {
+        self.caps[layer]
+    }
+
+    /// Values stored (keys and values of every layer and slot): the cache's size in elements.
+    pub fn n_values(&self) -> usize {
+        let rows: usize = self.caps.iter().map(|c| c * self.n_slots).sum();
+        rows * (self.k_dim + self.v_dim)
+    }
+
     fn base(&self, layer: usize, slot: usize) -> usize {
-        (layer * self.n_slots + slot) * self.n_ctx
+        self.offs[layer] + slot * self.caps[layer]
     }
 
     /// Stores the key (`[k_dim]`) and value (`[v_dim]`) rows of `slot` at `pos` in `layer`.
     pub fn write(&mut self, layer: usize, slot: usize, pos: usize, k: &[f32], v: &[f32]) {
-        let row = self.base(layer, slot) + pos;
+        let row = self.base(layer, slot) + pos % self.caps[layer];
         self.k.write(row * self.k_dim, &k[..self.k_dim]);
         self.v.write(row * self.v_dim, &v[..self.v_dim]);
     }
 
-    /// All key rows of `slot` in `layer`: `[n_ctx, k_dim]` (rows past the slot's length are stale).
+    /// All key rows of `slot` in `layer`: `[cap, k_dim]`, position `p` in row `p % cap` (rows
+    /// past the slot's length are stale).
     pub fn keys(&self, layer: usize, slot: usize) -> Rows<'_> {
-        let b = self.base(layer, slot);
-        self.k.rows(b * self.k_dim, (b + self.n_ctx) * self.k_dim)
+        let (b, cap) = (self.base(layer, slot), self.caps[layer]);
+        self.k.rows(b * self.k_dim, (b + cap) * self.k_dim)
     }
 
-    /// All value rows of `slot` in `layer`: `[n_ctx, v_dim]`.
+    /// All value rows of `slot` in `layer`: `[cap, v_dim]`, like [`KvStore::keys`].
     pub fn values(&self, layer: usize, slot: usize) -> Rows<'_> {
-        let b = self.base(layer, slot);
-        self.v.rows(b * self.v_dim, (b + self.n_ctx) * self.v_dim)
+        let (b, cap) = (self.base(layer, slot), self.caps[layer]);
+        self.v.rows(b * self.v_dim, (b + cap) * self.v_dim)
+    }
+
+    /// The window each layer was sized for (`None`: the layer keeps every position).
+    pub fn windows(&self) -> &[Option<usize>] {
+        &self.windows
+    }
+
+    /// Whether `slot` can be cut back to `len` positions (at most its length): every
+    /// ring-buffered layer must still hold the positions a query at `len` reads, i.e. the last
+    /// `window - 1` before it must not have been overwritten by later ones.
+    pub fn can_truncate(&self, slot: usize, len: usize) -> bool {
+        let cur = self.lens[slot];
+        (0..self.n_layer).all(|l| {
+            let cap = self.caps[l];
+            if len == 0 || cur <= cap {
+                return true;
+            }
+            // Positions below `cur - cap` were overwritten.
+            let first_kept = cur - cap;
+            let first_needed = match self.windows[l] {
+                Some(w) => (len + 1).saturating_sub(w),
+                None => 0,
+            };
+            first_needed >= first_kept
+        })
     }
 }
