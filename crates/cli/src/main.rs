@@ -6,7 +6,7 @@
 //! - [`inspect`]: `lume inspect` (metadata and tensor table).
 //! - [`generate`]: `lume run` (text, chat, machine-readable `--json` modes) and `lume chat`.
 //! - [`tokenize`]: `lume tokenize`.
-//! - [`bench`]: `lume bench` (prompt processing and generation speed, llama-bench style).
+//! - [`mod@bench`]: `lume bench` (prompt processing and generation speed, llama-bench style).
 //! - `lume pull` lives here: it is a loop over `hub`.
 
 mod bench;
