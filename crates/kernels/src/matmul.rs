@@ -231,14 +231,14 @@ fn float_or_reference(level: Level, w: &QMatrix, x: &[f32], n: usize, y: &mut [f
                 unsafe { *out.0.add(t * rows + r) = val };
             };
             match w.ty {
-                GgmlType::F16 if raw.as_ptr() as usize % 2 == 0 => {
+                GgmlType::F16 if (raw.as_ptr() as usize) & 1 == 0 => {
                     // SAFETY: aligned for f16, `rb = 2 * cols` bytes, any bits are an f16.
                     let h = unsafe { std::slice::from_raw_parts(raw.as_ptr() as *const f16, cols) };
                     for t in 0..n {
                         dot_row(t, (v.dot_f16_f32)(h, &x[t * cols..(t + 1) * cols]));
                     }
                 }
-                GgmlType::BF16 if raw.as_ptr() as usize % 2 == 0 => {
+                GgmlType::BF16 if (raw.as_ptr() as usize) & 1 == 0 => {
                     // SAFETY: as above for bf16.
                     let h =
                         unsafe { std::slice::from_raw_parts(raw.as_ptr() as *const bf16, cols) };
@@ -246,7 +246,7 @@ fn float_or_reference(level: Level, w: &QMatrix, x: &[f32], n: usize, y: &mut [f
                         dot_row(t, (v.dot_bf16_f32)(h, &x[t * cols..(t + 1) * cols]));
                     }
                 }
-                GgmlType::F32 if raw.as_ptr() as usize % 4 == 0 => {
+                GgmlType::F32 if (raw.as_ptr() as usize) & 3 == 0 => {
                     // SAFETY: aligned for f32, `rb = 4 * cols` bytes, any bits are an f32.
                     let h = unsafe { std::slice::from_raw_parts(raw.as_ptr() as *const f32, cols) };
                     for t in 0..n {

@@ -15,8 +15,12 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering:
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
-/// How many times a idle worker polls for new work before parking.
-const SPIN_ITERS: u32 = 1 << 16;
+/// How many times an idle worker polls for new work with `spin_loop` before it starts
+/// yielding its time slice between polls (so a busy, oversubscribed machine is not starved
+/// by spinning workers).
+const SPIN_ITERS: u32 = 1 << 12;
+/// Polls (each after a `yield_now`) before an idle worker parks on the condvar.
+const YIELD_ITERS: u32 = 1 << 12;
 
 type TaskFn = dyn Fn(usize) + Sync;
 
@@ -138,6 +142,9 @@ fn worker(s: &Shared) {
             if spins < SPIN_ITERS {
                 spins += 1;
                 std::hint::spin_loop();
+            } else if spins < SPIN_ITERS + YIELD_ITERS {
+                spins += 1;
+                std::thread::yield_now();
             } else {
                 let mut g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
                 s.sleepers.fetch_add(1, SeqCst);
@@ -153,7 +160,7 @@ fn worker(s: &Shared) {
         let t0 = s.ticket.load(Acquire);
         let gen = gen_of(t0);
         seen = gen;
-        if gen % 2 == 0 {
+        if gen & 1 == 0 {
             continue;
         }
         let (data, vtable, n) = (
@@ -249,7 +256,7 @@ pub fn parallel_for(n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
     let mut spins = 0u32;
     while s.done.load(Acquire) < n_tasks {
         spins = spins.wrapping_add(1);
-        if spins % 1024 == 0 {
+        if spins & 1023 == 0 {
             std::thread::yield_now();
         } else {
             std::hint::spin_loop();

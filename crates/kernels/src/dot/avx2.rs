@@ -80,8 +80,14 @@ pub trait Unpack32 {
     /// The bytes are signed (Q8_0); otherwise unsigned.
     const SIGNED: bool;
     /// `(q, d, m)` with `w = d · q + m`.
+    ///
+    /// # Safety
+    /// `p` points at one whole block; the CPU has AVX2 and F16C.
     unsafe fn unpack(p: *const u8) -> (__m256i, f32, f32);
     /// `[d, m, 0, 0]` in one vector (`m` as for VNNI when `vnni`).
+    ///
+    /// # Safety
+    /// As [`Unpack32::unpack`].
     unsafe fn dm(p: *const u8, vnni: bool) -> __m128;
 }
 
@@ -789,6 +795,9 @@ pub trait UnpackK {
     const WB: usize;
     /// `dmin == d` (the "min" is a fixed offset): combine in integers.
     const SAME_D: bool;
+    /// # Safety
+    /// `p` points at one whole super-block, `buf` at 256 writable bytes; the CPU has AVX2
+    /// and F16C.
     unsafe fn unpack(p: *const u8, buf: *mut u8) -> KForm;
 }
 
