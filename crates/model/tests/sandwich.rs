@@ -261,3 +261,36 @@ fn huge_window_is_harmless() {
     let b = m.new_cache_windowed(1, 300, KvType::F32).unwrap();
     assert_eq!(a.kv_bytes(), b.kv_bytes());
 }
+
+/// Linear RoPE scaling (larger gemma3 models) changes only the global layers: factor 1 is the
+/// unscaled model, factor 8 differs; an unknown scaling type is refused.
+#[test]
+fn gemma3_linear_rope_scaling() {
+    let toks = tokens(40, 9);
+    let logits = |m: &Model| common::prompt_logits(m, &toks);
+    let base = logits(&tiny("gemma3"));
+    let edited = |ty: &str, f: f32| {
+        let f0 = GgufFile::open(tiny_dir("gemma3").join("model.f32.gguf")).unwrap();
+        let mut w = GgufWriter::new();
+        for (k, v) in &f0.metadata {
+            w.add(k.clone(), v.clone());
+        }
+        w.add("gemma3.rope.scaling.type", Value::String(ty.into()));
+        w.add("gemma3.rope.scaling.factor", Value::F32(f));
+        for t in &f0.tensors {
+            w.add_tensor(t.name.clone(), &t.dims, t.ty, f0.tensor_data(t).to_vec())
+                .unwrap();
+        }
+        Model::from_gguf(GgufFile::from_bytes("scaled.gguf", w.to_bytes()).unwrap())
+    };
+    assert_eq!(
+        max_abs_diff(&logits(&edited("linear", 1.0).unwrap()), &base),
+        0.0
+    );
+    let d = max_abs_diff(&logits(&edited("linear", 8.0).unwrap()), &base);
+    assert!(d > 1e-2, "scaling had no effect ({d})");
+    let e = edited("yarn", 8.0).unwrap_err().to_string();
+    assert!(e.contains("gemma3.rope.scaling.type"), "{e}");
+    let e = edited("linear", 0.0).unwrap_err().to_string();
+    assert!(e.contains("gemma3.rope.scaling.factor"), "{e}");
+}

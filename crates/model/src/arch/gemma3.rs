@@ -5,10 +5,15 @@
 //! `rope.freq_base`, sliding ones `rope.freq_base_swa` (default 10000) and see the last
 //! `attention.sliding_window` positions. Norm weights already include Gemma's `+1` (the converter
 //! folds it in); the output is tied to the embeddings. No soft-caps (Gemma 3 dropped them).
+//!
+//! Larger models: linear RoPE scaling (`rope.scaling.type` "linear", `rope.scaling.factor`)
+//! applies to the global layers only; the 27B model (62 layers) scales queries by
+//! `1/sqrt(n_embd / n_head)` instead of `1/sqrt(head_dim)` (its `query_pre_attn_scalar`, which
+//! the GGUF does not store).
 
 use gguf::GgufFile;
 
-use super::sandwich::{read_window, Act, Sandwich, SandwichOptions, Swa};
+use super::sandwich::{read_linear_rope_scaling, read_window, Act, Sandwich, SandwichOptions, Swa};
 use super::Architecture;
 use crate::error::Result;
 use crate::hparams::{HParams, Meta};
@@ -16,6 +21,8 @@ use crate::layers::rope::RopeStyle;
 
 /// Every `PATTERN`-th layer (`i % PATTERN == PATTERN - 1`) is global.
 pub const PATTERN: usize = 6;
+/// Layers of Gemma 3 27B.
+const LAYERS_27B: usize = 62;
 
 pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>> {
     let hp = HParams::read(file, "gemma3")?;
@@ -44,6 +51,9 @@ pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>> {
         final_softcap: None,
         swa: Some(swa),
         require_qk_norm: true,
+        attn_scale: (hp.n_layer == LAYERS_27B)
+            .then(|| 1.0 / ((hp.n_embd / hp.n_head) as f32).sqrt()),
+        rope_linear_global: read_linear_rope_scaling(file, "gemma3")?,
     };
     Ok(Box::new(Sandwich::load(file, hp, opts)?))
 }

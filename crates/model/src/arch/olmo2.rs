@@ -22,6 +22,8 @@ pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>> {
         final_softcap: None,
         swa: None,
         require_qk_norm: true,
+        attn_scale: None,
+        rope_linear_global: None,
     };
     Ok(Box::new(Sandwich::load(file, hp, opts)?))
 }

@@ -76,6 +76,10 @@ pub struct SandwichOptions {
     pub swa: Option<Swa>,
     /// Fail at load when `attn_q_norm`/`attn_k_norm` are missing (gemma3, olmo2).
     pub require_qk_norm: bool,
+    /// Multiplies `q·k`; `None`: `1/sqrt(head_dim)`.
+    pub attn_scale: Option<f32>,
+    /// Linear RoPE scaling factor of the global (non-sliding) layers (gemma3 4B and up).
+    pub rope_linear_global: Option<f32>,
 }
 
 /// One block.
@@ -149,6 +153,35 @@ pub fn read_softcap(file: &GgufFile, key: &str) -> Result<Option<f32>> {
     Ok(Some(v))
 }
 
+/// Reads the linear RoPE scaling factor (`{arch}.rope.scaling.type` = "linear",
+/// `{arch}.rope.scaling.factor`); `None` when absent, "none", or a factor of 1. Another scaling
+/// type is an error (rather than silently wrong positions).
+pub fn read_linear_rope_scaling(file: &GgufFile, arch: &str) -> Result<Option<f32>> {
+    let tkey = format!("{arch}.rope.scaling.type");
+    let fkey = format!("{arch}.rope.scaling.factor");
+    let ty = match file.get(&tkey) {
+        None => "none",
+        Some(_) => file.get_str(&tkey)?,
+    };
+    match ty {
+        "none" => Ok(None),
+        "linear" => {
+            let f = file.get_f32(&fkey)?;
+            if !f.is_finite() || f <= 0.0 {
+                return Err(ModelError::BadHparam {
+                    key: fkey,
+                    msg: format!("{f} is not a positive number"),
+                });
+            }
+            Ok((f != 1.0).then_some(f))
+        }
+        other => Err(ModelError::BadHparam {
+            key: tkey,
+            msg: format!("RoPE scaling '{other}' is not supported for {arch} (only linear)"),
+        }),
+    }
+}
+
 /// Reads `{arch}.attention.sliding_window` (required for sliding architectures) as a window.
 pub fn read_window(file: &GgufFile, arch: &str, n_ctx_train: usize) -> Result<usize> {
     let key = format!("{arch}.attention.sliding_window");
@@ -175,7 +208,8 @@ impl Sandwich {
             });
         }
         if let Some(swa) = &opts.swa {
-            if swa.pattern == 0 || swa.window == 0 || swa.rope_base.is_nan() || swa.rope_base <= 0.0 {
+            if swa.pattern == 0 || swa.window == 0 || swa.rope_base.is_nan() || swa.rope_base <= 0.0
+            {
                 return Err(ModelError::BadHparam {
                     key: format!("{}.attention.sliding_window", hp.arch),
                     msg: format!("bad sliding-window layout {swa:?}"),
@@ -198,7 +232,9 @@ impl Sandwich {
             n_head_kv: hp.n_head_kv,
             head_dim: hp.head_dim,
             head_dim_v: hp.head_dim_v,
-            scale: 1.0 / (hp.head_dim as f32).sqrt(),
+            scale: opts
+                .attn_scale
+                .unwrap_or_else(|| 1.0 / (hp.head_dim as f32).sqrt()),
             softcap: opts.attn_softcap,
             window: None,
         };
@@ -254,7 +290,10 @@ impl Sandwich {
                 local_rope: slides,
             });
         }
-        let rope = Rope::new(opts.rope_style, hp.n_rot, hp.rope_base);
+        let mut rope = Rope::new(opts.rope_style, hp.n_rot, hp.rope_base);
+        if let Some(f) = opts.rope_linear_global {
+            rope = rope.with_linear_scaling(f);
+        }
         let swa_base = opts.swa.map_or(hp.rope_base, |s| s.rope_base);
         let rope_swa = Rope::new(opts.rope_style, hp.n_rot, swa_base);
         Ok(Sandwich {

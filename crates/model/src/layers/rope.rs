@@ -34,6 +34,15 @@ impl Rope {
         }
     }
 
+    /// Linear RoPE scaling (position interpolation): every angle divided by `factor`, as if
+    /// the positions were `p / factor` (gemma3's global layers on the larger models).
+    pub fn with_linear_scaling(mut self, factor: f32) -> Rope {
+        for f in &mut self.inv_freq {
+            *f /= factor as f64;
+        }
+        self
+    }
+
     /// Pairs per head: `n_rot / 2`.
     pub fn half(&self) -> usize {
         self.n_rot / 2
@@ -167,6 +176,17 @@ mod tests {
         );
         for (a, b) in perm(&neox).iter().zip(&norm) {
             assert!((a - b).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn linear_scaling_divides_positions() {
+        let r = Rope::new(RopeStyle::Neox, 16, 10000.0);
+        let scaled = Rope::new(RopeStyle::Neox, 16, 10000.0).with_linear_scaling(4.0);
+        let x = vec_of(32, 0.7);
+        let (a, b) = (rope_at(&scaled, &x, 2, 16, 12), rope_at(&r, &x, 2, 16, 3));
+        for (u, v) in a.iter().zip(&b) {
+            assert!((u - v).abs() < 1e-6);
         }
     }
 
