@@ -63,10 +63,35 @@ fn pool() -> &'static Mutex<Pool> {
     POOL.get_or_init(|| Mutex::new(Pool::new(default_threads())))
 }
 
+/// Physical cores (SMT siblings share one core's SIMD units, so they rarely help these
+/// kernels), capped by what the process may use; `available_parallelism` where the core count
+/// cannot be read.
 fn default_threads() -> usize {
-    std::thread::available_parallelism()
+    let avail = std::thread::available_parallelism()
         .map(|n| n.get())
-        .unwrap_or(1)
+        .unwrap_or(1);
+    match physical_cores() {
+        Some(p) if p > 0 => p.min(avail),
+        _ => avail,
+    }
+}
+
+/// Distinct (physical id, core id) pairs in `/proc/cpuinfo` (Linux).
+fn physical_cores() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mut cores = std::collections::HashSet::new();
+    let mut phys = "";
+    for line in text.lines() {
+        let mut kv = line.splitn(2, ':').map(str::trim);
+        match (kv.next(), kv.next()) {
+            (Some("physical id"), Some(v)) => phys = v,
+            (Some("core id"), Some(v)) => {
+                cores.insert((phys, v));
+            }
+            _ => {}
+        }
+    }
+    (!cores.is_empty()).then_some(cores.len())
 }
 
 impl Pool {

@@ -67,3 +67,15 @@ fn a_panicking_task_reaches_the_caller() {
     });
     assert!(c.iter().all(|v| v.load(Ordering::Relaxed) == 1));
 }
+
+#[test]
+fn default_thread_count_is_sane() {
+    let n = kernels::num_threads();
+    let avail = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    assert!(
+        n >= 1 && n <= avail.max(1),
+        "{n} threads, {avail} available"
+    );
+}

@@ -285,6 +285,17 @@ impl<U: Unpack32, const VNNI: bool> B32<U, VNNI> {
     }
 }
 
+/// Prefetches the super-block two ahead of `p` (`wb` bytes each) into L1.
+#[inline(always)]
+unsafe fn prefetch_ahead(p: *const u8, wb: usize) {
+    let q = p.wrapping_add(2 * wb);
+    let mut o = 0;
+    while o < wb {
+        _mm_prefetch(q.wrapping_add(o) as *const i8, _MM_HINT_T0);
+        o += 64;
+    }
+}
+
 /// Activation bytes `i .. i + 32` of an A256 block.
 #[inline(always)]
 unsafe fn aq32(a: *const u8, i: usize) -> __m256i {
@@ -328,6 +339,7 @@ impl<const FIFTH: bool> Micro for K45<FIFTH> {
             let ab: [*const u8; T] = std::array::from_fn(|j| a[j].add(b * A256::BYTES));
             for i in 0..R {
                 let p = w[i].add(b * wb);
+                prefetch_ahead(p, wb);
                 let mut sc = [0i32; 8];
                 let mut mins = [0i16; 16];
                 for s in 0..8 {
@@ -414,6 +426,7 @@ impl Micro for K6 {
             let ab: [*const u8; T] = std::array::from_fn(|j| a[j].add(b * A256::BYTES));
             for i in 0..R {
                 let p = w[i].add(b * 210);
+                prefetch_ahead(p, 210);
                 let sc8 = p.add(192);
                 let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(sc8 as *const __m128i));
                 let mut isum = [_mm256_setzero_si256(); T];
@@ -481,6 +494,7 @@ impl<const THREE: bool> Micro for K23<THREE> {
             let ab: [*const u8; T] = std::array::from_fn(|j| a[j].add(b * A256::BYTES));
             for i in 0..R {
                 let p = w[i].add(b * wb);
+                prefetch_ahead(p, wb);
                 // Scales (i32) and, for Q2_K, mins as i16 lanes.
                 let mut sc = [0i32; 16];
                 let mut mins = [0i16; 16];
