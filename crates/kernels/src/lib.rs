@@ -3,14 +3,20 @@
 //! Map (grows with the crate):
 //! - [`QMatrix`]: a weight matrix borrowed straight from the GGUF mapping, still quantized.
 //! - [`dequantize_row`]: one row of any supported type to f32 (the reference path).
-//! - [`matmul`]: `y = x · Wᵀ` for a batch of `n` activation rows, taking quantized weights
-//!   directly (never dequantizing the whole model).
-//!
+//! - [`matmul()`]: `y = x · Wᵀ` for a batch of `n` activation rows, taking quantized weights
+//!   directly (never dequantizing the whole model); [`matmul_at`] picks the level
+//!   explicitly, [`matmul_reference`] is the dequantize-then-f32 ground truth.
+//!   How: activations are rounded to 8-bit blocks once per call ([`act`]), then integer
+//!   block dots run per output region on the pool ([`dot`]). One token: weight rows stream in
+//!   order. Eight or more tokens: activations are interleaved 8 tokens per SIMD register
+//!   (`act::A32x8`, `act::A256x8`) so each unpacked weight block serves 8 tokens at once and
+//!   scales apply as whole vectors. Float weights (F32/F16/BF16) use f32 dot products.
 //! - [`cpu`]: feature detection and the dispatch [`Level`] (`LUME_CPU` lowers it).
-//! - `act`: 8-bit activation blocks (A32 for 32-value weight blocks, A256 for K-quants).
-//! - `dot`: register-tiled integer block dots per weight type and level (scalar twins in
+//! - [`act`]: 8-bit activation blocks (A32 for 32-value weight blocks, A256 for K-quants).
+//! - [`dot`]: register-tiled integer block dots per weight type and level (scalar twins in
 //!   `dot::scalar`, AVX2 / AVX-512 VNNI in `dot::avx2`).
-//! - [`parallel_for`], [`set_num_threads`], [`num_threads`]: the persistent worker pool.
+//! - [`parallel_for`], [`set_num_threads`], [`num_threads`]: the persistent worker pool
+//!   (default: physical cores).
 //! - Vector helpers (SIMD with scalar twins in [`vec::scalar`]): [`dot_f32`], [`axpy_f32`],
 //!   [`dot_f16_f32`], [`axpy_f16`], [`f32_to_f16_slice`], [`dot_bf16_f32`].
 //!
