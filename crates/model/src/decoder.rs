@@ -296,6 +296,10 @@ impl Architecture for Decoder {
         self.vocab
     }
 
+    fn kv_window(&self, _layer: usize) -> Option<usize> {
+        self.attn.window
+    }
+
     fn forward(
         &self,
         file: &GgufFile,

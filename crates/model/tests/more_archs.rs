@@ -311,3 +311,68 @@ fn bad_fused_and_stacked_tensors_are_named() {
     });
     assert!(e.contains("blk.1.ffn_norm.bias"), "{e}");
 }
+
+/// `phi3.attention.sliding_window` limits attention to the last `w` positions: with `w = 8`
+/// the first 8 rows equal the full-attention reference and later rows move; a windowed cache
+/// (ring buffers of `w + MAX_BATCH - 1` rows) decodes exactly like the full one.
+#[test]
+fn phi3_sliding_window() {
+    let m = rebuild(
+        "phi3",
+        |k, v| {
+            Some(if k == "phi3.attention.sliding_window" {
+                Value::U32(8)
+            } else {
+                v.clone()
+            })
+        },
+        keep_tensor,
+    )
+    .unwrap();
+    let vocab = m.info().vocab;
+    let (_, b) = seqs("phi3");
+    let want = read_f32(&tiny_dir("phi3").join("logits_seq40.f32.bin"));
+    let got = prompt_logits(&m, &b);
+    let early = max_abs_diff(&got[..8 * vocab], &want[..8 * vocab]);
+    let late = max_abs_diff(&got[8 * vocab..], &want[8 * vocab..]);
+    println!("phi3 window 8: rows 0..8 vs full attention {early:.3e}, later rows {late:.3e}");
+    assert!(early < 1e-3, "{early}");
+    assert!(late > 0.1, "the window changed nothing: {late}");
+
+    let mut full = m.new_cache(1, 256).unwrap();
+    let mut ring = m.new_cache_windowed(1, 1024, model::KvType::F32).unwrap();
+    let (ids_f, rows_f) = greedy(&m, &mut full, 0, &b, 16);
+    let (ids_r, rows_r) = greedy(&m, &mut ring, 0, &b, 16);
+    assert_eq!(ids_f, ids_r);
+    let err = max_abs_diff(&rows_f, &rows_r);
+    assert!(err < 1e-5, "windowed cache differs by {err}");
+    // The cached decode agrees with the one-pass rows.
+    assert!(max_abs_diff(&rows_f[..vocab], &got[39 * vocab..]) < 1e-5);
+}
+
+#[test]
+fn phi3_longrope_is_refused_by_name() {
+    let f = GgufFile::open(tiny_dir("phi3").join("model.f32.gguf")).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in &f.metadata {
+        w.add(k.clone(), v.clone());
+    }
+    for t in &f.tensors {
+        w.add_tensor(t.name.clone(), &t.dims, t.ty, f.tensor_data(t).to_vec())
+            .unwrap();
+    }
+    w.add_tensor(
+        "rope_factors_long.weight",
+        &[8],
+        GgmlType::F32,
+        bytes(&[1.0; 8]),
+    )
+    .unwrap();
+    let e = Model::from_gguf(GgufFile::from_bytes("longrope.gguf", w.to_bytes()).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("rope_factors_long.weight") && e.contains("LongRoPE"),
+        "{e}"
+    );
+}

@@ -1,20 +1,43 @@
 //! `phi3` (Phi-3, Phi-3.5 mini): llama with fused projections — `attn_qkv` (q, k, v rows
 //! stacked) and `ffn_up` holding the gate rows then the up rows — and NEOX RoPE; untied output.
 //! The fused tensors are split into row views at load, so the shared decoder runs it unchanged.
+//!
+//! `phi3.attention.sliding_window` > 0 (Phi-3-mini: 2047) limits every layer's attention to
+//! that many positions, the query's own included. LongRoPE models (`rope_factors_long` /
+//! `rope_factors_short` tensors: the 128k variants, Phi-3.5, Phi-4-mini) are refused at load
+//! rather than run with the wrong rotation.
 
 use gguf::GgufFile;
 
 use super::Architecture;
 use crate::decoder::{Decoder, DecoderOptions};
-use crate::error::Result;
-use crate::hparams::HParams;
+use crate::error::{ModelError, Result};
+use crate::hparams::{HParams, Meta};
 use crate::layers::rope::RopeStyle;
 
 pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>> {
     let hp = HParams::read(file, "phi3")?;
+    for t in ["rope_factors_long.weight", "rope_factors_short.weight"] {
+        if file.tensor_info(t).is_some() {
+            return Err(ModelError::BadHparam {
+                key: "phi3.rope.scaling".into(),
+                msg: format!("LongRoPE scaling (tensor '{t}') is not supported yet"),
+            });
+        }
+    }
+    let meta = Meta { file, arch: "phi3" };
+    let window = if meta.has("attention.sliding_window")
+        && file.get_u32("phi3.attention.sliding_window")? > 0
+    {
+        Some(meta.dim("attention.sliding_window")?)
+    } else {
+        None
+    };
     let opts = DecoderOptions {
         rope_style: RopeStyle::Neox,
         ..DecoderOptions::default()
     };
-    Ok(Box::new(Decoder::load(file, hp, opts)?))
+    let mut d = Decoder::load(file, hp, opts)?;
+    d.attn.window = window;
+    Ok(Box::new(d))
 }
