@@ -376,3 +376,62 @@ fn phi3_longrope_is_refused_by_name() {
         "{e}"
     );
 }
+
+/// Older Mixtral files store one tensor per expert (`blk.N.ffn_gate.E.weight`…) instead of
+/// the 3-D stacks: the same weights in that form give the same logits.
+#[test]
+fn mixtral_with_one_tensor_per_expert_matches_the_stacked_form() {
+    let f = GgufFile::open(tiny_dir("mixtral").join("model.f32.gguf")).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in &f.metadata {
+        w.add(k.clone(), v.clone());
+    }
+    for t in &f.tensors {
+        let data = f.tensor_data(t);
+        match t.name.strip_suffix("_exps.weight") {
+            Some(base) => {
+                // [cols, rows, n_expert] -> n_expert tensors [cols, rows].
+                let (cols, rows, n) = (t.dims[0], t.dims[1], t.dims[2] as usize);
+                let each = data.len() / n;
+                for e in 0..n {
+                    let bytes = data[e * each..(e + 1) * each].to_vec();
+                    w.add_tensor(format!("{base}.{e}.weight"), &[cols, rows], t.ty, bytes)
+                        .unwrap();
+                }
+            }
+            None => {
+                w.add_tensor(t.name.clone(), &t.dims, t.ty, data.to_vec())
+                    .unwrap();
+            }
+        }
+    }
+    let split =
+        Model::from_gguf(GgufFile::from_bytes("split.gguf", w.to_bytes()).unwrap()).unwrap();
+    let (a, b) = seqs("mixtral");
+    for s in [a, b] {
+        let want = read_f32(&tiny_dir("mixtral").join(format!("logits_seq{}.f32.bin", s.len())));
+        let err = max_abs_diff(&prompt_logits(&split, &s), &want);
+        println!("mixtral per-expert tensors, seq{}: {err:.3e}", s.len());
+        assert!(err < 1e-3, "{err}");
+    }
+    // A missing expert is named.
+    let mut w2 = GgufWriter::new();
+    for (k, v) in &split.gguf().metadata {
+        w2.add(k.clone(), v.clone());
+    }
+    for t in &split.gguf().tensors {
+        if t.name != "blk.1.ffn_down.3.weight" {
+            w2.add_tensor(
+                t.name.clone(),
+                &t.dims,
+                t.ty,
+                split.gguf().tensor_data(t).to_vec(),
+            )
+            .unwrap();
+        }
+    }
+    let e = Model::from_gguf(GgufFile::from_bytes("missing.gguf", w2.to_bytes()).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("blk.1.ffn_down.3.weight"), "{e}");
+}

@@ -107,14 +107,32 @@ pub struct MoeFfn {
 const N_BUFS: usize = 5;
 
 impl MoeFfn {
-    /// Loads `blk.{layer}.ffn_gate_inp` and `blk.{layer}.ffn_{gate,up,down}_exps`.
+    /// Loads `blk.{layer}.ffn_gate_inp` and `blk.{layer}.ffn_{gate,up,down}_exps`, or the
+    /// one-tensor-per-expert form of older Mixtral files (`blk.{layer}.ffn_gate.{e}.weight`…)
+    /// when the stacks are absent.
     pub fn load(ld: &Loader, layer: usize, n_embd: usize, params: &MoeParams) -> Result<MoeFfn> {
         let p = |s: &str| format!("blk.{layer}.{s}");
         let (e, ff, d) = (params.n_expert, params.n_ff, n_embd);
         let router = ld.linear(&p("ffn_gate_inp"), e, d)?;
-        let gate = ld.matrix_stack(&p("ffn_gate_exps.weight"), e, ff, d)?;
-        let up = ld.matrix_stack(&p("ffn_up_exps.weight"), e, ff, d)?;
-        let down = ld.matrix_stack(&p("ffn_down_exps.weight"), e, d, ff)?;
+        let stacked = ld.has(&p("ffn_gate_exps.weight")) || !ld.has(&p("ffn_gate.0.weight"));
+        let (gate, up, down) = if stacked {
+            (
+                ld.matrix_stack(&p("ffn_gate_exps.weight"), e, ff, d)?,
+                ld.matrix_stack(&p("ffn_up_exps.weight"), e, ff, d)?,
+                ld.matrix_stack(&p("ffn_down_exps.weight"), e, d, ff)?,
+            )
+        } else {
+            let each = |name: &str, rows: usize, cols: usize| -> Result<Vec<Matrix>> {
+                (0..e)
+                    .map(|x| ld.matrix(&p(&format!("{name}.{x}.weight")), rows, cols))
+                    .collect()
+            };
+            (
+                each("ffn_gate", ff, d)?,
+                each("ffn_up", ff, d)?,
+                each("ffn_down", d, ff)?,
+            )
+        };
         let experts = gate
             .into_iter()
             .zip(up)
