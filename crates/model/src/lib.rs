@@ -6,8 +6,10 @@
 //!   prompt goes in as one batch, then one token per step (several sequences may share a batch).
 //! - [`cache`]: [`KvCache`] — the KV store of several independent slots plus the scratch
 //!   buffers (allocated once, grown to the largest batch: no allocation per token).
+//!   [`Model::new_cache_windowed`] keeps only the window of sliding-window layers (ring buffers).
 //! - [`arch`]: one file per architecture and the registry [`arch::ARCHITECTURES`].
-//! - [`decoder`]: the llama-style decoder most architectures configure.
+//! - [`decoder`]: the llama-style decoder most architectures configure;
+//!   [`arch::sandwich`]: the decoder with post-sub-layer norms (gemma2, gemma3, olmo2).
 //! - [`layers`]: shared pieces — norms, RoPE (both layouts), attention, KV store, FFN activations.
 //! - [`hparams`]: hyper-parameters from `{arch}.*` metadata; [`weights`]: tensor lookup with
 //!   shape/type checks (weights stay quantized in the file mapping).
