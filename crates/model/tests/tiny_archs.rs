@@ -143,3 +143,40 @@ fn every_registered_architecture_passes_its_tiny_references() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Every registered decoder also decodes through an f16 KV cache (within the README's 5e-2 for
+/// f16 caches, same greedy ids) and through a windowed cache (identical to the plain one).
+#[test]
+fn every_registered_architecture_decodes_with_f16_and_windowed_caches() {
+    let registered: Vec<&str> = ARCHITECTURES.iter().map(|(n, _)| *n).collect();
+    let mut failures = Vec::new();
+    for folder in folders() {
+        let arch = gguf_arch(&folder);
+        let dir = tiny_dir(&folder);
+        if !registered.contains(&arch.as_str()) || !dir.join("logits_seq40.f32.bin").is_file() {
+            continue; // not a registered decoder: the test above covers it
+        }
+        let m = Model::load(dir.join("model.f32.gguf")).unwrap();
+        let exp = expected(&folder);
+        let seq = &exp["sequences"][1];
+        let tokens = ids(&seq["token_ids"]);
+        let want_ids = ids(&seq["greedy_16"]);
+        let want_rows = read_f32(&dir.join("greedy_logits_seq40.f32.bin"));
+        let mut f16 = m.new_cache_typed(1, 256, model::KvType::F16).unwrap();
+        let (ids16, rows16) = greedy(&m, &mut f16, 0, &tokens, 16);
+        let e16 = max_abs_diff(&rows16, &want_rows);
+        let mut plain = m.new_cache(1, 256).unwrap();
+        let (idsp, rowsp) = greedy(&m, &mut plain, 0, &tokens, 16);
+        let mut ring = m.new_cache_windowed(1, 256, model::KvType::F32).unwrap();
+        let (idsr, rowsr) = greedy(&m, &mut ring, 0, &tokens, 16);
+        let ering = max_abs_diff(&rowsr, &rowsp);
+        println!("{folder:>11} ({arch}): f16 cache err {e16:.2e}, windowed vs plain {ering:.2e}");
+        if ids16 != want_ids || e16 > 5e-2 {
+            failures.push(format!("{folder}: f16 cache ids {ids16:?}, err {e16}"));
+        }
+        if idsr != idsp || ering > 1e-6 {
+            failures.push(format!("{folder}: windowed cache differs by {ering}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
