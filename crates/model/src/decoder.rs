@@ -313,7 +313,16 @@ impl Architecture for Decoder {
         let d = hp.n_embd;
         let (qd, kd, vd) = (hp.q_dim(), hp.k_dim(), hp.v_dim());
         let od = hp.n_head * hp.head_dim_v;
-        let ff = hp.n_ff;
+        // Dense feed-forward width (MoE layers use their own buffers in `s.extra`).
+        let ff = if self
+            .layers
+            .iter()
+            .any(|l| matches!(l.ffn, Ffn::Dense { .. }))
+        {
+            hp.n_ff
+        } else {
+            0
+        };
         let half = self.rope.half();
         grow(&mut s.x, n * d);
         grow(&mut s.xn, n * d);

@@ -15,7 +15,7 @@
 use gguf::GgufFile;
 
 use crate::error::{ModelError, Result};
-use crate::hparams::{Meta, MAX_DIM};
+use crate::hparams::Meta;
 use crate::layers::ffn::swiglu;
 use crate::ops::{grow, softmax};
 use crate::weights::{Linear, Loader, Matrix};
@@ -68,7 +68,6 @@ impl MoeParams {
             Some(f) => f,
             None => m.dim("feed_forward_length")?,
         };
-        debug_assert!(n_ff <= MAX_DIM);
         let renormalize = if m.has("expert_weights_norm") {
             file.get_bool(&m.key("expert_weights_norm"))?
         } else {
