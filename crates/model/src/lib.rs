@@ -7,10 +7,12 @@
 //! - [`cache`]: [`KvCache`] — the KV store of several independent slots plus the scratch
 //!   buffers (allocated once, grown to the largest batch: no allocation per token).
 //!   [`Model::new_cache_windowed`] keeps only the window of sliding-window layers (ring buffers).
-//! - [`arch`]: one file per architecture and the registry [`arch::ARCHITECTURES`].
+//! - [`arch`]: one file per architecture and the registry [`arch::ARCHITECTURES`] (llama incl.
+//!   Mixtral, qwen2, qwen3, qwen3moe, phi3, gpt2, starcoder2, gemma2, gemma3, olmo2).
 //! - [`decoder`]: the llama-style decoder most architectures configure;
 //!   [`arch::sandwich`]: the decoder with post-sub-layer norms (gemma2, gemma3, olmo2).
-//! - [`layers`]: shared pieces — norms, RoPE (both layouts), attention, KV store, FFN activations.
+//! - [`layers`]: shared pieces — norms, RoPE (both layouts), attention, KV store, FFN activations,
+//!   mixture of experts (`layers::moe`).
 //! - [`hparams`]: hyper-parameters from `{arch}.*` metadata; [`weights`]: tensor lookup with
 //!   shape/type checks (weights stay quantized in the file mapping).
 //! - [`ops`]: small vector helpers; [`error`]: [`ModelError`].
