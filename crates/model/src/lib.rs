@@ -11,6 +11,7 @@
 //!   Mixtral, qwen2, qwen3, qwen3moe, phi3, gpt2, starcoder2, gemma2, gemma3, olmo2).
 //! - [`decoder`]: the llama-style decoder most architectures configure;
 //!   [`arch::sandwich`]: the decoder with post-sub-layer norms (gemma2, gemma3, olmo2).
+//!   [`arch::gpt2::LnDecoder`]: the LayerNorm + plain GELU MLP decoder (gpt2, starcoder2).
 //! - [`layers`]: shared pieces — norms, RoPE (both layouts), attention, KV store, FFN activations,
 //!   mixture of experts (`layers::moe`).
 //! - [`hparams`]: hyper-parameters from `{arch}.*` metadata; [`weights`]: tensor lookup with
