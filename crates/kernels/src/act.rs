@@ -7,6 +7,13 @@
 //! - [`A256`] (for the K-quants), 292 bytes per 256 values:
 //!   `d: f32`, `bsums: [i16; 16]` (Σ q of each 16 values), `q: [i8; 256]`.
 //!
+//! As in GGUF's Q8_0/Q8_1 activation blocks, the A32 `d` is rounded to f16 precision (kept
+//! as f32) after the values are quantized with the unrounded scale, which keeps lume's
+//! results closest to the reference implementation. `s = d · Σ q` is stored exactly (an
+//! 11-bit × 12-bit product fits f32), so offset corrections (Q4_0's −8, Q5_0's −16, Q8_0's
+//! +128 under VNNI) are exact; kernels for weights with a stored min (Q4_1, Q5_1) round `s`
+//! to f16 themselves, as the reference's Q8_1 block does ([`round_f16`]).
+//!
 //! Rounding is to nearest, ties to even, in every implementation, so the SIMD quantizers are
 //! bit-identical to the scalar ones.
 
@@ -30,6 +37,12 @@ impl A256 {
     pub const Q: usize = 36;
 }
 
+/// `x` rounded to the nearest f16 value, as f32.
+#[inline]
+pub fn round_f16(x: f32) -> f32 {
+    half::f16::from_f32(x).to_f32()
+}
+
 /// The max of |x| over the slice (scalar).
 fn amax(x: &[f32]) -> f32 {
     x.iter().fold(0f32, |m, v| m.max(v.abs()))
@@ -46,7 +59,9 @@ pub fn quantize_a32_scalar(x: &[f32], out: &mut [u8]) {
             sum += q;
             *o = q as i8 as u8;
         }
+        let d = round_f16(d);
         ob[0..4].copy_from_slice(&d.to_le_bytes());
+        // Exact: an 11-bit d times |Σq| ≤ 4064 fits f32's 24 bits, so kernels may use s / d.
         ob[4..8].copy_from_slice(&(d * sum as f32).to_le_bytes());
     }
 }
@@ -140,6 +155,7 @@ pub mod avx2 {
             let d = amax_n(xp, 32) / 127.0;
             let id = if d > 0.0 { 1.0 / d } else { 0.0 };
             let sum = quant32(xp, _mm256_set1_ps(id), op.add(A32::Q));
+            let d = round_f16(d);
             std::ptr::copy_nonoverlapping(d.to_le_bytes().as_ptr(), op, 4);
             let s = d * sum as f32;
             std::ptr::copy_nonoverlapping(s.to_le_bytes().as_ptr(), op.add(4), 4);
