@@ -48,15 +48,6 @@ unsafe fn f16c(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
-/// `x` rounded to the nearest f16 value (F16C).
-#[inline(always)]
-unsafe fn round_f16_fast(x: f32) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph(
-        _mm_set_ss(x),
-        _MM_FROUND_TO_NEAREST_INT,
-    )))
-}
-
 /// 16 packed bytes to 32 nibbles: byte `j` low → value `j`, high → value `j + 16`.
 #[inline(always)]
 unsafe fn nibbles(p: *const u8) -> __m256i {
@@ -88,8 +79,6 @@ pub trait Unpack32 {
     const WB: usize;
     /// The bytes are signed (Q8_0); otherwise unsigned.
     const SIGNED: bool;
-    /// `m` is a stored min (Q4_1, Q5_1), applied to the f16-rounded activation sum.
-    const MIN: bool = false;
     /// `(q, d, m)` with `w = d · q + m`.
     ///
     /// # Safety
@@ -133,7 +122,6 @@ impl Unpack32 for Q4_0 {
 
 pub struct Q4_1;
 impl Unpack32 for Q4_1 {
-    const MIN: bool = true;
     const WB: usize = 20;
     const SIGNED: bool = false;
     #[inline(always)]
@@ -164,7 +152,6 @@ impl Unpack32 for Q5_0 {
 
 pub struct Q5_1;
 impl Unpack32 for Q5_1 {
-    const MIN: bool = true;
     const WB: usize = 24;
     const SIGNED: bool = false;
     #[inline(always)]
@@ -228,8 +215,7 @@ impl<U: Unpack32, const VNNI: bool> Micro for B32<U, VNNI> {
                     acc[i][j] =
                         _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * da), acc[i][j]);
                     if VNNI || !U::SIGNED {
-                        let sa = rd_f32(ab[j].add(4));
-                        macc[i][j] += mw * if U::MIN { round_f16_fast(sa) } else { sa };
+                        macc[i][j] += mw * rd_f32(ab[j].add(4));
                     }
                 }
             }
@@ -281,11 +267,7 @@ impl<U: Unpack32, const VNNI: bool> B32<U, VNNI> {
             q = _mm256_xor_si256(q, _mm256_set1_epi8(-128));
         }
         // [dw·da, mw·sa]
-        let mut ds = _mm_castpd_ps(_mm_load_sd(ab as *const f64));
-        if U::MIN {
-            // `da` is already an f16 value, only `sa` changes.
-            ds = _mm_cvtph_ps(_mm_cvtps_ph(ds, _MM_FROUND_TO_NEAREST_INT));
-        }
+        let ds = _mm_castpd_ps(_mm_load_sd(ab as *const f64));
         let prod = _mm_mul_ps(U::dm(wb, VNNI), ds);
         let qa = _mm256_loadu_si256(ab.add(A32::Q) as *const __m256i);
         let p = if VNNI {
@@ -677,10 +659,7 @@ impl<U: Unpack32, const VNNI: bool> X8<U, VNNI> {
         for b in 0..nb {
             let ab = a.add(b * A32x8::BYTES);
             let dav = _mm256_loadu_ps(ab.add(A32x8::D) as *const f32);
-            let mut sav = _mm256_loadu_ps(ab.add(A32x8::S) as *const f32);
-            if U::MIN {
-                sav = _mm256_cvtph_ps(_mm256_cvtps_ph(sav, _MM_FROUND_TO_NEAREST_INT));
-            }
+            let sav = _mm256_loadu_ps(ab.add(A32x8::S) as *const f32);
             let mut dw = [0f32; R];
             let mut mw = [0f32; R];
             for i in 0..R {

@@ -50,8 +50,6 @@ struct W32 {
     q: [i32; 32],
     d: f32,
     m: f32,
-    /// `m` is a stored min (Q4_1, Q5_1): it multiplies the f16-rounded activation sum.
-    min: bool,
 }
 
 /// Nibbles of 16 bytes: byte `j` holds value `j` (low) and `j + 16` (high).
@@ -80,7 +78,6 @@ unsafe fn dot32(w: &W32, a: *const u8) -> f32 {
     for i in 0..32 {
         s += w.q[i] * (*a.add(A32::Q + i) as i8 as i32);
     }
-    let sa = if w.min { crate::act::round_f16(sa) } else { sa };
     w.d * da * s as f32 + w.m * sa
 }
 
@@ -103,12 +100,7 @@ block32!(Q4_0, 18, |p| {
     let mut q = [0; 32];
     nibbles(p.add(2), &mut q);
     let d = rd_f16(p);
-    W32 {
-        q,
-        d,
-        m: -8.0 * d,
-        min: false,
-    }
+    W32 { q, d, m: -8.0 * d }
 });
 block32!(Q4_1, 20, |p| {
     let mut q = [0; 32];
@@ -117,7 +109,6 @@ block32!(Q4_1, 20, |p| {
         q,
         d: rd_f16(p),
         m: rd_f16(p.add(2)),
-        min: true,
     }
 });
 block32!(Q5_0, 22, |p| {
@@ -125,12 +116,7 @@ block32!(Q5_0, 22, |p| {
     nibbles(p.add(6), &mut q);
     fifth_bits(rd_u32(p.add(2)), &mut q);
     let d = rd_f16(p);
-    W32 {
-        q,
-        d,
-        m: -16.0 * d,
-        min: false,
-    }
+    W32 { q, d, m: -16.0 * d }
 });
 block32!(Q5_1, 24, |p| {
     let mut q = [0; 32];
@@ -140,7 +126,6 @@ block32!(Q5_1, 24, |p| {
         q,
         d: rd_f16(p),
         m: rd_f16(p.add(2)),
-        min: true,
     }
 });
 block32!(Q8_0, 34, |p| {
@@ -152,7 +137,6 @@ block32!(Q8_0, 34, |p| {
         q,
         d: rd_f16(p),
         m: 0.0,
-        min: false,
     }
 });
 
