@@ -261,7 +261,6 @@ impl<U: Unpack32, const VNNI: bool> B32<U, VNNI> {
     unsafe fn blk1(w: *const u8, a: *const u8, b: usize, acc: &mut __m256, macc: &mut __m128) {
         let ab = a.add(b * A32::BYTES);
         let wb = w.add(b * U::WB);
-        _mm_prefetch(w.wrapping_add(b * U::WB + 1024) as *const i8, _MM_HINT_T0);
         let mut q = U::unpack(wb).0;
         if VNNI && U::SIGNED {
             q = _mm256_xor_si256(q, _mm256_set1_epi8(-128));
