@@ -232,7 +232,7 @@ impl<U: Unpack32, const VNNI: bool> Micro for B32<U, VNNI> {
 
 impl<U: Unpack32, const VNNI: bool> B32<U, VNNI> {
     /// One token: rows one after another (a single linear stream through the weights, which
-    /// the hardware prefetchers follow best), 4 independent accumulators per row.
+    /// the hardware prefetchers follow best), 2 independent accumulators per row.
     #[inline(always)]
     unsafe fn region_1tok(g: &Region) {
         let has_min = VNNI || !U::SIGNED;
