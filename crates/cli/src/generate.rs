@@ -84,8 +84,8 @@ pub struct RunArgs {
     /// Include the prompt in the output (with --logprobs: score every prompt position).
     #[arg(long)]
     pub echo: bool,
-    /// Report the N most likely tokens at every position.
-    #[arg(long, value_name = "N")]
+    /// Report the N most likely tokens at every position (in the --json output).
+    #[arg(long, value_name = "N", requires = "json")]
     pub logprobs: Option<usize>,
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
