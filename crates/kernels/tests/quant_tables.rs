@@ -37,7 +37,7 @@ fn f16_conversion_matches_half_for_every_bit_pattern() {
 #[test]
 fn cast_blocks_views_whole_blocks_at_any_address() {
     use kernels::quants::{cast_blocks, BlockQ4K, BlockQ8_0};
-    let bytes = vec![7u8; 3 * 34 + 5];
+    let bytes = [7u8; 3 * 34 + 5];
     let blocks = cast_blocks::<BlockQ8_0>(&bytes[1..]);
     assert_eq!(blocks.len(), 3);
     assert_eq!(blocks[2].qs[31], 7);
