@@ -208,6 +208,9 @@ pub fn attend_fused(
     }
 }
 
+/// Keys scored per block of the fused attention: one max/rescale per block instead of per key.
+const KEY_BLOCK: usize = 64;
+
 fn attend_head_impl<K: KvElem, V: KvElem>(
     p: &AttnParams,
     h: usize,
@@ -228,33 +231,48 @@ fn attend_head_impl<K: KvElem, V: KvElem>(
     let rows = keys.len() / kd;
     let first = p.first_key(pos);
     let mut row = first % rows;
-    for _ in first..=pos {
-        let kpos = row;
-        row += 1;
-        if row == rows {
-            row = 0;
+    let mut block_rows = [0usize; KEY_BLOCK];
+    let mut scores = [0f32; KEY_BLOCK]; // [KEY_BLOCK] scores, then weights
+    let mut left = pos + 1 - first;
+    while left > 0 {
+        let nb = left.min(KEY_BLOCK);
+        left -= nb;
+        // Scores of this block of keys, and their maximum.
+        let mut bmax = f32::NEG_INFINITY;
+        for (r, sc) in block_rows[..nb].iter_mut().zip(&mut scores[..nb]) {
+            *r = row;
+            row += 1;
+            if row == rows {
+                row = 0;
+            }
+            let k = &keys[*r * kd + kvh * p.head_dim..][..p.head_dim];
+            let mut s = K::dot(qh, k) * p.scale;
+            if let Some(cap) = p.softcap {
+                s = cap * (s / cap).tanh();
+            }
+            *sc = s;
+            bmax = bmax.max(s);
         }
-        let k = &keys[kpos * kd + kvh * p.head_dim..][..p.head_dim];
-        let mut s = K::dot(qh, k) * p.scale;
-        if let Some(cap) = p.softcap {
-            s = cap * (s / cap).tanh();
-        }
-        if s > m {
-            // New maximum: rescale what was accumulated so far.
-            let r = (m - s).exp();
+        if bmax > m {
+            // New maximum: rescale what was accumulated so far (once per block).
+            let r = (m - bmax).exp();
             l *= r;
             for o in out_h.iter_mut() {
                 *o *= r;
             }
-            m = s;
+            m = bmax;
         }
-        let w = (s - m).exp();
-        l += w;
-        axpy_kv(
-            w,
-            &values[kpos * vd + kvh * p.head_dim_v..][..p.head_dim_v],
-            out_h,
-        );
+        for sc in &mut scores[..nb] {
+            *sc = (*sc - m).exp();
+            l += *sc;
+        }
+        for (&r, &w) in block_rows[..nb].iter().zip(&scores[..nb]) {
+            V::axpy(
+                w,
+                &values[r * vd + kvh * p.head_dim_v..][..p.head_dim_v],
+                out_h,
+            );
+        }
     }
     let inv = 1.0 / l;
     for o in out_h.iter_mut() {
