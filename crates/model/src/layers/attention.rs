@@ -255,7 +255,7 @@ fn attend_head_impl<K: KvElem, V: KvElem>(
         }
         if bmax > m {
             // New maximum: rescale what was accumulated so far (once per block).
-            let r = (m - bmax).exp();
+            let r = ops::exp_fast(m - bmax);
             l *= r;
             for o in out_h.iter_mut() {
                 *o *= r;
@@ -263,7 +263,7 @@ fn attend_head_impl<K: KvElem, V: KvElem>(
             m = bmax;
         }
         for sc in &mut scores[..nb] {
-            *sc = (*sc - m).exp();
+            *sc = ops::exp_fast(*sc - m);
             l += *sc;
         }
         for (&r, &w) in block_rows[..nb].iter().zip(&scores[..nb]) {
