@@ -14,7 +14,8 @@
 //! (smollm2 `chat_capital` step 9, `chat_code_prime` step 12) move between 0.13 and 0.16 as
 //! the kernels' summation order changes, while an exact f32 matmul gives 0.10 (the README's
 //! exact-f32 figure is 0.11, llama.cpp's own settings reach 0.14). So the single worst |Δp|
-//! is bounded by [`WORST_BOUND`], and steps above 0.15 are printed.
+//! is bounded by [`WORST_BOUND`] in the one-pass mode, and steps above 0.15 are printed. Evaluated
+//! the way the reference was made, the README's 0.15 holds ([`WORST_BOUND_REFERENCE_PROCEDURE`]).
 
 mod common;
 
@@ -23,8 +24,11 @@ use model::{Batch, KvCache, Model};
 
 /// Cases per reference file in a debug build (all of them in release).
 const DEBUG_CASES: usize = 2;
-/// Worst single |Δp| tolerated (see the file docs above).
+/// Worst single |Δp| tolerated in the one-pass mode (see the file docs above).
 const WORST_BOUND: f64 = 0.2;
+/// Worst single |Δp| tolerated when evaluating the way the reference was made: the README's
+/// bound, unchanged.
+const WORST_BOUND_REFERENCE_PROCEDURE: f64 = 0.15;
 
 fn log_softmax(row: &[f32]) -> Vec<f64> {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
@@ -160,10 +164,13 @@ fn teacher_forced(catalogue_name: &str, json: &str) {
             total_dp += sum;
             n_dp += cnt;
             worst_all = worst_all.max(worst);
-            if worst > WORST_BOUND {
-                failures.push(format!(
-                    "{mode} {name}: worst |dp| {worst:.4} > {WORST_BOUND}"
-                ));
+            let bound = if one_pass {
+                WORST_BOUND
+            } else {
+                WORST_BOUND_REFERENCE_PROCEDURE
+            };
+            if worst > bound {
+                failures.push(format!("{mode} {name}: worst |dp| {worst:.4} > {bound}"));
             }
         }
         let mean_all = total_dp / n_dp.max(1) as f64;
