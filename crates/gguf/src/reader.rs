@@ -497,7 +497,7 @@ impl<'a> Cursor<'a> {
     /// of the file.
     fn check_count(&self, n: u64, min_size: u64, what: &str) -> Result<()> {
         if n.checked_mul(min_size)
-            .map_or(true, |b| b > self.remaining())
+            .is_none_or(|b| b > self.remaining())
         {
             return Err(self.invalid(
                 what.to_string(),
@@ -565,7 +565,7 @@ impl<'a> Cursor<'a> {
                 })?;
                 let n = self.u64(|| format!("array length of metadata key '{key}'"))?;
                 if n.checked_mul(ety.min_encoded_size())
-                    .map_or(true, |b| b > self.remaining())
+                    .is_none_or(|b| b > self.remaining())
                 {
                     return Err(self.invalid(
                         format!("metadata key '{key}'"),

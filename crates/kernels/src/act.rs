@@ -194,41 +194,45 @@ pub mod avx2 {
     }
 }
 
-/// Layout of 8 tokens' A32 blocks interleaved (for the prompt kernels, where each SIMD lane
-/// is one token): per block index, `d[8]: f32`, `s[8]: f32`, then for each 4-value group
-/// `k` (0..8) the 4 bytes of token 0, token 1, … token 7 (32 bytes).
-pub struct A32x8;
-impl A32x8 {
-    pub const BYTES: usize = 8 * A32::BYTES;
+/// Layout of `L` tokens' A32 blocks interleaved (for the prompt kernels, where each SIMD
+/// lane is one token; `L` = 8 for 256-bit registers, 16 for 512-bit): per block index,
+/// `d[L]: f32`, `s[L]: f32`, then for each 4-value group `k` (0..8) the 4 bytes of token 0,
+/// token 1, … token L−1 (`4L` bytes).
+pub struct A32xN<const L: usize>;
+impl<const L: usize> A32xN<L> {
+    pub const BYTES: usize = L * A32::BYTES;
     pub const D: usize = 0;
-    pub const S: usize = 32;
-    pub const Q: usize = 64;
+    pub const S: usize = 4 * L;
+    pub const Q: usize = 8 * L;
 }
+/// Eight tokens per group (256-bit kernels).
+pub type A32x8 = A32xN<8>;
+/// Sixteen tokens per group (512-bit kernels).
+pub type A32x16 = A32xN<16>;
 
-/// Interleaves `n` rows of `nb` A32 blocks (`src`, row-major) into `n.div_ceil(8)` groups of
-/// `nb` [`A32x8`] blocks. Missing tokens of the last group are zero (d = 0).
-pub fn interleave_a32x8(src: &[u8], n: usize, nb: usize, dst: &mut [u8]) {
+/// Interleaves `n` rows of `nb` A32 blocks (`src`, row-major) into `n.div_ceil(lanes)` groups
+/// of `nb` `A32xN<lanes>` blocks. Missing tokens of the last group are zero (d = 0).
+pub fn interleave_a32(src: &[u8], n: usize, nb: usize, lanes: usize, dst: &mut [u8]) {
     let row = nb * A32::BYTES;
-    let groups = n.div_ceil(8);
-    assert!(src.len() >= n * row && dst.len() >= groups * nb * A32x8::BYTES);
+    let gbytes = lanes * A32::BYTES;
+    let groups = n.div_ceil(lanes);
+    assert!(src.len() >= n * row && dst.len() >= groups * nb * gbytes);
+    let (d_off, s_off, q_off) = (0, 4 * lanes, 8 * lanes);
     for g in 0..groups {
         for b in 0..nb {
-            let o = &mut dst[(g * nb + b) * A32x8::BYTES..][..A32x8::BYTES];
-            for t in 0..8 {
-                let tok = 8 * g + t;
-                if tok >= n {
-                    o[A32x8::D + 4 * t..A32x8::D + 4 * t + 4].fill(0);
-                    o[A32x8::S + 4 * t..A32x8::S + 4 * t + 4].fill(0);
-                    for k in 0..8 {
-                        o[A32x8::Q + 32 * k + 4 * t..][..4].fill(0);
-                    }
-                    continue;
-                }
-                let s = &src[tok * row + b * A32::BYTES..][..A32::BYTES];
-                o[A32x8::D + 4 * t..][..4].copy_from_slice(&s[0..4]);
-                o[A32x8::S + 4 * t..][..4].copy_from_slice(&s[4..8]);
+            let o = &mut dst[(g * nb + b) * gbytes..][..gbytes];
+            for t in 0..lanes {
+                let tok = lanes * g + t;
+                let zero = [0u8; A32::BYTES];
+                let s = if tok < n {
+                    &src[tok * row + b * A32::BYTES..][..A32::BYTES]
+                } else {
+                    &zero[..]
+                };
+                o[d_off + 4 * t..][..4].copy_from_slice(&s[0..4]);
+                o[s_off + 4 * t..][..4].copy_from_slice(&s[4..8]);
                 for k in 0..8 {
-                    o[A32x8::Q + 32 * k + 4 * t..][..4]
+                    o[q_off + 4 * lanes * k + 4 * t..][..4]
                         .copy_from_slice(&s[A32::Q + 4 * k..A32::Q + 4 * k + 4]);
                 }
             }
@@ -236,45 +240,61 @@ pub fn interleave_a32x8(src: &[u8], n: usize, nb: usize, dst: &mut [u8]) {
     }
 }
 
-/// Layout of 8 tokens' A256 blocks interleaved (prompt kernels for K-quants, one token per
-/// SIMD lane): `d[8]: f32`; for each pair `p` of 16-value sums (0..8), token `t`'s
-/// `[bsum[2p], bsum[2p+1]]: [i16; 2]` at `BSUMS + 32p + 4t`; for each 4-value group `k`
-/// (0..64), token `t`'s 4 bytes at `Q + 32k + 4t`.
-pub struct A256x8;
-impl A256x8 {
-    pub const BYTES: usize = 8 * A256::BYTES;
-    pub const D: usize = 0;
-    pub const BSUMS: usize = 32;
-    pub const Q: usize = 288;
+/// [`interleave_a32`] with 8 lanes.
+pub fn interleave_a32x8(src: &[u8], n: usize, nb: usize, dst: &mut [u8]) {
+    interleave_a32(src, n, nb, 8, dst)
 }
 
-/// Interleaves `n` rows of `nb` A256 blocks into `n.div_ceil(8)` groups of `nb` [`A256x8`]
-/// blocks; missing tokens of the last group are zero.
-pub fn interleave_a256x8(src: &[u8], n: usize, nb: usize, dst: &mut [u8]) {
+/// Layout of `L` tokens' A256 blocks interleaved (prompt kernels for K-quants, one token per
+/// SIMD lane): `d[L]: f32`; for each pair `p` of 16-value sums (0..8), token `t`'s
+/// `[bsum[2p], bsum[2p+1]]: [i16; 2]` at `BSUMS + 4Lp + 4t`; for each 4-value group `k`
+/// (0..64), token `t`'s 4 bytes at `Q + 4Lk + 4t`.
+pub struct A256xN<const L: usize>;
+impl<const L: usize> A256xN<L> {
+    pub const BYTES: usize = L * A256::BYTES;
+    pub const D: usize = 0;
+    pub const BSUMS: usize = 4 * L;
+    pub const Q: usize = 36 * L;
+}
+/// Eight tokens per group (256-bit kernels).
+pub type A256x8 = A256xN<8>;
+/// Sixteen tokens per group (512-bit kernels).
+pub type A256x16 = A256xN<16>;
+
+/// Interleaves `n` rows of `nb` A256 blocks into `n.div_ceil(lanes)` groups of `nb`
+/// `A256xN<lanes>` blocks; missing tokens of the last group are zero.
+pub fn interleave_a256(src: &[u8], n: usize, nb: usize, lanes: usize, dst: &mut [u8]) {
     let row = nb * A256::BYTES;
-    let groups = n.div_ceil(8);
-    assert!(src.len() >= n * row && dst.len() >= groups * nb * A256x8::BYTES);
+    let gbytes = lanes * A256::BYTES;
+    let groups = n.div_ceil(lanes);
+    assert!(src.len() >= n * row && dst.len() >= groups * nb * gbytes);
+    let (bs_off, q_off) = (4 * lanes, 36 * lanes);
     for g in 0..groups {
         for b in 0..nb {
-            let o = &mut dst[(g * nb + b) * A256x8::BYTES..][..A256x8::BYTES];
-            for t in 0..8 {
-                let tok = 8 * g + t;
+            let o = &mut dst[(g * nb + b) * gbytes..][..gbytes];
+            for t in 0..lanes {
+                let tok = lanes * g + t;
                 let zero = [0u8; A256::BYTES];
                 let s = if tok < n {
                     &src[tok * row + b * A256::BYTES..][..A256::BYTES]
                 } else {
                     &zero[..]
                 };
-                o[A256x8::D + 4 * t..][..4].copy_from_slice(&s[0..4]);
+                o[4 * t..][..4].copy_from_slice(&s[0..4]);
                 for p in 0..8 {
-                    o[A256x8::BSUMS + 32 * p + 4 * t..][..4]
+                    o[bs_off + 4 * lanes * p + 4 * t..][..4]
                         .copy_from_slice(&s[A256::BSUMS + 4 * p..A256::BSUMS + 4 * p + 4]);
                 }
                 for k in 0..64 {
-                    o[A256x8::Q + 32 * k + 4 * t..][..4]
+                    o[q_off + 4 * lanes * k + 4 * t..][..4]
                         .copy_from_slice(&s[A256::Q + 4 * k..A256::Q + 4 * k + 4]);
                 }
             }
         }
     }
+}
+
+/// [`interleave_a256`] with 8 lanes.
+pub fn interleave_a256x8(src: &[u8], n: usize, nb: usize, dst: &mut [u8]) {
+    interleave_a256(src, n, nb, 8, dst)
 }

@@ -7,10 +7,10 @@
 //! Levels on x86-64:
 //! - `Scalar`: portable Rust, the reference twins.
 //! - `Avx2`: AVX2 + FMA + F16C, integer dots with `vpmaddubsw`/`vpmaddwd`.
-//! - `Avx512`: AVX-512F/BW/VL present. The kernels are the AVX2 ones (this crate keeps the
-//!   workspace MSRV 1.80, where AVX-512 intrinsics are not stable yet).
-//! - `Avx512Vnni`: the AVX2 kernels with `vpdpbusd` (EVEX, 256-bit, emitted by inline asm) in
-//!   the 32-value block dots.
+//! - `Avx512`: AVX-512F/BW/VL present, no VNNI: the AVX2 kernels run.
+//! - `Avx512Vnni`: prompt kernels on 512-bit registers (16 tokens per register, `vpdpbusd`,
+//!   see `dot::avx512`); one-token kernels are the AVX2 ones with 256-bit `vpdpbusd` (they are
+//!   bound by memory bandwidth, not arithmetic).
 //!
 //! On aarch64 NEON and dotprod are detected and reported, but the kernels run the scalar level.
 

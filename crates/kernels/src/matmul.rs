@@ -10,10 +10,10 @@ use std::cell::RefCell;
 use gguf::GgmlType;
 use half::{bf16, f16};
 
-use crate::act::{interleave_a256x8, interleave_a32x8, A256x8, A32x8};
+use crate::act::{interleave_a256, interleave_a32};
 use crate::cpu::{level, Level};
 use crate::dot::ActKind;
-use crate::dot::{act_kind, quantizer, region_fn, region_x8_fn, Region};
+use crate::dot::{act_kind, quantizer, region_fn, region_xn_fn, Region};
 use crate::vec::VecFns;
 use crate::{dequantize_row, num_threads, parallel_for, QMatrix};
 
@@ -69,30 +69,27 @@ pub fn matmul_at(level: Level, w: &QMatrix, x: &[f32], n: usize, y: &mut [f32]) 
     if n == 0 || w.rows == 0 {
         return;
     }
-    let x8 = if n >= TOKEN_SPLIT {
-        region_x8_fn(level, w.ty)
+    let xn = if n >= TOKEN_SPLIT {
+        region_xn_fn(level, w.ty)
     } else {
         None
     };
     match (act_kind(w.ty), region_fn(level, w.ty)) {
-        (Some(kind), Some(_)) if x8.is_some() => {
-            let f = x8.expect("checked");
+        (Some(kind), Some(_)) if xn.is_some() => {
+            let (f, lanes) = xn.expect("checked");
             let nb = w.cols / kind.values();
             let act_row = nb * kind.bytes();
-            let group = nb
-                * match kind {
-                    ActKind::A32 => A32x8::BYTES,
-                    ActKind::A256 => A256x8::BYTES,
-                };
+            // One group of `lanes` tokens' blocks, interleaved.
+            let group = act_row * lanes;
             let quant = quantizer(level, kind);
-            with_act(n * act_row + n.div_ceil(8) * group, |buf| {
+            with_act(n * act_row + n.div_ceil(lanes) * group, |buf| {
                 let (rows, groups) = buf.split_at_mut(n * act_row);
                 quantize_rows(quant, x, w.cols, n, rows, act_row);
                 match kind {
-                    ActKind::A32 => interleave_a32x8(rows, n, nb, groups),
-                    ActKind::A256 => interleave_a256x8(rows, n, nb, groups),
+                    ActKind::A32 => interleave_a32(rows, n, nb, lanes, groups),
+                    ActKind::A256 => interleave_a256(rows, n, nb, lanes, groups),
                 }
-                run_regions(w, groups, group, true, n, y, |g| {
+                run_regions(w, groups, group, lanes, n, y, |g| {
                     // SAFETY: as below, with `a` at 8-token groups.
                     unsafe { f(g) }
                 });
@@ -103,7 +100,7 @@ pub fn matmul_at(level: Level, w: &QMatrix, x: &[f32], n: usize, y: &mut [f32]) 
             let quant = quantizer(level, kind);
             with_act(n * act_row, |act| {
                 quantize_rows(quant, x, w.cols, n, act, act_row);
-                run_regions(w, act, act_row, false, n, y, |g| {
+                run_regions(w, act, act_row, 1, n, y, |g| {
                     // SAFETY: the region lies inside `w.data`, `act` and `y` (built by
                     // `run_regions` from checked lengths), and `level` is available.
                     unsafe { f(g) }
@@ -157,12 +154,12 @@ fn quantize_rows(
 }
 
 /// Splits the output into regions and runs `f` on each, on the pool. `act_row` is the
-/// stride of one token, or of one group of 8 tokens when `grouped`.
+/// stride of one group of `lanes` tokens (1: plain rows).
 fn run_regions(
     w: &QMatrix,
     act: &[u8],
     act_row: usize,
-    grouped: bool,
+    lanes: usize,
     n: usize,
     y: &mut [f32],
     f: impl Fn(&Region) + Sync,
@@ -191,10 +188,7 @@ fn run_regions(
             nb,
             rows: rc.min(rows - r0),
             // SAFETY: as above.
-            a: unsafe {
-                act.as_ptr()
-                    .add(if grouped { t0 / 8 } else { t0 } * act_row)
-            },
+            a: unsafe { act.as_ptr().add(t0 / lanes * act_row) },
             a_stride: act_row,
             tokens: tc.min(n - t0),
             // SAFETY: as above.

@@ -134,7 +134,7 @@ fn act_rounding_bound(
 }
 
 const SHAPES: [(usize, usize); 4] = [(1, 256), (5, 512), (37, 256), (70, 768)];
-const TOKENS: [usize; 7] = [1, 2, 3, 7, 9, 17, 70];
+const TOKENS: [usize; 9] = [1, 2, 3, 7, 9, 16, 17, 33, 70];
 
 #[test]
 fn every_level_matches_scalar_twin() {

@@ -33,6 +33,28 @@ unsafe fn dpbusd(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
     acc
 }
 
+/// Broadcasts the 4 bytes at `p` to every 32-bit lane, as a load (`vpbroadcastd ymm, m32`).
+///
+/// Written as asm so that the compiler keeps unpacked weight blocks in memory and broadcasts
+/// with load µops instead of turning each broadcast into register shuffles (which saturate
+/// the shuffle ports in the prompt kernels).
+///
+/// # Safety
+/// `p` must be readable for 4 bytes; the CPU must have AVX2.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn bcast32(p: *const u8) -> __m256i {
+    let out: __m256i;
+    // SAFETY: reads 4 bytes at `p` (caller's guarantee); no other effects.
+    asm!(
+        "vpbroadcastd {out}, dword ptr [{p}]",
+        out = out(ymm_reg) out,
+        p = in(reg) p,
+        options(pure, readonly, nostack, preserves_flags)
+    );
+    out
+}
+
 #[inline(always)]
 unsafe fn hsum_ps(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -738,8 +760,7 @@ unsafe fn x8_step<U: Unpack32, const VNNI: bool, const R: usize>(
 ) {
     let av = _mm256_loadu_si256(ab.add(A32x8::Q + 32 * k) as *const __m256i);
     for i in 0..R {
-        let g = std::ptr::read_unaligned(buf[i].as_ptr().add(4 * k) as *const i32);
-        let wv = _mm256_set1_epi32(g);
+        let wv = bcast32(buf[i].as_ptr().add(4 * k));
         isum[i] = if VNNI {
             dpbusd(isum[i], wv, av)
         } else if U::SIGNED {
@@ -796,11 +817,11 @@ pub fn region_x8_fn(ty: GgmlType, vnni: bool) -> Option<RegionFn> {
 /// natural order and 16 sub-blocks of 16 with `w = d · sc · q − dmin · m`.
 #[derive(Clone, Copy, Default)]
 pub struct KForm {
-    d: f32,
-    dmin: f32,
-    sc: [i32; 16],
+    pub(crate) d: f32,
+    pub(crate) dmin: f32,
+    pub(crate) sc: [i32; 16],
     /// `m[2p] | m[2p + 1] << 16` (i16 pairs, matching the activation bsum pairs).
-    mp: [i32; 8],
+    pub(crate) mp: [i32; 8],
 }
 
 /// Unpacks one K-quant super-block to [`KForm`] and its 256 values into `buf`.
@@ -1052,8 +1073,7 @@ unsafe fn kx8_step<const VNNI: bool, const R: usize>(
 ) {
     let av = _mm256_loadu_si256(ab.add(A256x8::Q + 32 * g) as *const __m256i);
     for i in 0..R {
-        let wq = std::ptr::read_unaligned(buf[i].as_ptr().add(4 * g) as *const i32);
-        let wv = _mm256_set1_epi32(wq);
+        let wv = bcast32(buf[i].as_ptr().add(4 * g));
         part[i] = if VNNI {
             dpbusd(part[i], wv, av)
         } else {

@@ -19,6 +19,8 @@ pub mod scalar;
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
 
 /// One rectangle of a matrix product, as raw pointers (the caller guarantees the extents).
 #[derive(Clone, Copy)]
@@ -156,9 +158,21 @@ pub fn region_fn(level: Level, ty: GgmlType) -> Option<RegionFn> {
     scalar::region_fn(ty)
 }
 
-/// The prompt kernel of `ty` at `level` over interleaved activations
-/// ([`crate::act::A32x8`] or [`crate::act::A256x8`]: 8 tokens per group, one per SIMD lane),
-/// where one exists.
+/// The prompt kernel of `ty` at `level` over interleaved activations, where one exists, and
+/// its tokens per group (`A32xN`/`A256xN` layouts of [`crate::act`], one token per SIMD
+/// lane): 16 with AVX-512 VNNI, 8 with AVX2.
+pub fn region_xn_fn(level: Level, ty: GgmlType) -> Option<(RegionFn, usize)> {
+    #[cfg(target_arch = "x86_64")]
+    if level >= Level::Avx512Vnni {
+        if let Some(f) = avx512::region_x16_fn(ty) {
+            return Some((f, 16));
+        }
+    }
+    region_x8_fn(level, ty).map(|f| (f, 8))
+}
+
+/// The 8-token prompt kernel of `ty` at `level` over interleaved activations
+/// ([`crate::act::A32x8`] or [`crate::act::A256x8`]), where one exists.
 pub fn region_x8_fn(level: Level, ty: GgmlType) -> Option<RegionFn> {
     #[cfg(target_arch = "x86_64")]
     if level >= Level::Avx2 {
