@@ -637,11 +637,11 @@ region!(b32 q4_1v, Q4_1, true);
 region!(b32 q5_0v, Q5_0, true);
 region!(b32 q5_1v, Q5_1, true);
 region!(b32 q8_0v, Q8_0, true);
-region!(q4_k, K45<false>, 4, 2, 2);
-region!(q5_k, K45<true>, 4, 2, 2);
-region!(q6_k, K6, 4, 2, 2);
-region!(q2_k, K23<false>, 4, 2, 2);
-region!(q3_k, K23<true>, 4, 2, 2);
+region!(q4_k, K45<false>, 1, 2, 2);
+region!(q5_k, K45<true>, 1, 2, 2);
+region!(q6_k, K6, 1, 2, 2);
+region!(q2_k, K23<false>, 1, 2, 2);
+region!(q3_k, K23<true>, 1, 2, 2);
 
 /// The AVX2 (or AVX2 + VNNI) region kernel of `ty`.
 pub fn region_fn(ty: GgmlType, vnni: bool) -> Option<RegionFn> {
