@@ -171,6 +171,44 @@ fn every_level_matches_scalar_twin() {
     }
 }
 
+/// Rows with an odd number of 32-value blocks (the 512-bit one-token kernels take blocks in
+/// pairs and finish with a single one).
+#[test]
+fn odd_block_counts_match_scalar_twin() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for ty in &QTYPES[..5] {
+        let ty = *ty;
+        for cols in [32, 96, 160, 224] {
+            let rows = 9;
+            let (data, deq) = weights(&mut rng, ty, rows, cols);
+            let w = QMatrix {
+                ty,
+                data: &data,
+                rows,
+                cols,
+            };
+            for n in [1, 2, 17] {
+                let x = rand_vec(&mut rng, n * cols, 2.0);
+                let mag = magnitudes(&deq, &x, rows, cols, n);
+                let mut want = vec![0f32; n * rows];
+                matmul_at(Level::Scalar, &w, &x, n, &mut want);
+                for level in levels() {
+                    let mut got = vec![f32::NAN; n * rows];
+                    matmul_at(level, &w, &x, n, &mut got);
+                    for i in 0..n * rows {
+                        assert!(
+                            (got[i] - want[i]).abs() <= twin_tol(ty) * mag[i] + 1e-6,
+                            "{ty} {level} cols={cols} n={n} i={i}: {} vs scalar {}",
+                            got[i],
+                            want[i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn matmul_matches_dequantized_reference() {
     let mut rng = StdRng::seed_from_u64(11);

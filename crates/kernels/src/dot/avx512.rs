@@ -238,3 +238,248 @@ pub fn region_x16_fn(ty: GgmlType) -> Option<RegionFn> {
         _ => return None,
     })
 }
+
+/// Two consecutive 32-value weight blocks in one 512-bit register (one-token kernels).
+pub trait Pair32 {
+    /// Bytes per block.
+    const WB: usize;
+    /// 64 unsigned bytes: the 32 values of block 0, then of block 1 (Q8_0: `q + 128`).
+    ///
+    /// # Safety
+    /// `p` points at two whole blocks; AVX-512 F/BW/VL, F16C.
+    unsafe fn q(p: *const u8) -> __m512i;
+    /// `[d0, m0, d1, m1]` with `w = d·q + m` for the unsigned `q` above.
+    ///
+    /// # Safety
+    /// As [`Pair32::q`].
+    unsafe fn dm(p: *const u8) -> __m128;
+}
+
+/// Two blocks' 16 packed nibble bytes (at `p + off` and `p + wb + off`) as 64 values.
+#[inline(always)]
+unsafe fn nibbles2(p: *const u8, off: usize, wb: usize) -> __m512i {
+    let x0 = _mm_loadu_si128(p.add(off) as *const __m128i);
+    let x1 = _mm_loadu_si128(p.add(wb + off) as *const __m128i);
+    let x = _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(x0), x1, 1));
+    // [x0, x0, x1, x1] by 128-bit lanes; lanes 1 and 3 take the high nibbles.
+    let y = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3), x);
+    let sh = _mm512_setr_epi64(
+        0,
+        0,
+        0x0004_0004_0004_0004,
+        0x0004_0004_0004_0004,
+        0,
+        0,
+        0x0004_0004_0004_0004,
+        0x0004_0004_0004_0004,
+    );
+    _mm512_and_si512(_mm512_srlv_epi16(y, sh), _mm512_set1_epi8(0x0F))
+}
+
+/// Adds 16 to the values whose bit is set in the two blocks' `qh` words.
+#[inline(always)]
+unsafe fn fifth2(v: __m512i, p: *const u8, off: usize, wb: usize) -> __m512i {
+    let k = (super::rd_u32(p.add(off)) as u64) | ((super::rd_u32(p.add(wb + off)) as u64) << 32);
+    _mm512_mask_add_epi8(v, k, v, _mm512_set1_epi8(0x10))
+}
+
+/// Two f16 at `p` and `p + wb` as `[a, b, 0, 0]`.
+#[inline(always)]
+unsafe fn f16x2(p: *const u8, wb: usize) -> __m128 {
+    let a = u16::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 2])) as i32;
+    let b = u16::from_le_bytes(std::ptr::read_unaligned(p.add(wb) as *const [u8; 2])) as i32;
+    _mm_cvtph_ps(_mm_cvtsi32_si128(a | (b << 16)))
+}
+
+/// `[d0, k·d0, d1, k·d1]` for blocks whose min is `k` times their scale.
+#[inline(always)]
+unsafe fn dm_k(p: *const u8, wb: usize, k: f32) -> __m128 {
+    let d = f16x2(p, wb);
+    _mm_mul_ps(_mm_unpacklo_ps(d, d), _mm_setr_ps(1.0, k, 1.0, k))
+}
+
+/// `[d0, m0, d1, m1]` from the f16 pairs at `p` and `p + wb`.
+#[inline(always)]
+unsafe fn dm_pairs(p: *const u8, wb: usize) -> __m128 {
+    let lo = super::rd_u32(p) as i64;
+    let hi = super::rd_u32(p.add(wb)) as i64;
+    _mm_cvtph_ps(_mm_cvtsi64_si128(lo | (hi << 32)))
+}
+
+impl Pair32 for Q4_0 {
+    const WB: usize = 18;
+    #[inline(always)]
+    unsafe fn q(p: *const u8) -> __m512i {
+        nibbles2(p, 2, 18)
+    }
+    #[inline(always)]
+    unsafe fn dm(p: *const u8) -> __m128 {
+        dm_k(p, 18, -8.0)
+    }
+}
+
+impl Pair32 for Q4_1 {
+    const WB: usize = 20;
+    #[inline(always)]
+    unsafe fn q(p: *const u8) -> __m512i {
+        nibbles2(p, 4, 20)
+    }
+    #[inline(always)]
+    unsafe fn dm(p: *const u8) -> __m128 {
+        dm_pairs(p, 20)
+    }
+}
+
+impl Pair32 for Q5_0 {
+    const WB: usize = 22;
+    #[inline(always)]
+    unsafe fn q(p: *const u8) -> __m512i {
+        fifth2(nibbles2(p, 6, 22), p, 2, 22)
+    }
+    #[inline(always)]
+    unsafe fn dm(p: *const u8) -> __m128 {
+        dm_k(p, 22, -16.0)
+    }
+}
+
+impl Pair32 for Q5_1 {
+    const WB: usize = 24;
+    #[inline(always)]
+    unsafe fn q(p: *const u8) -> __m512i {
+        fifth2(nibbles2(p, 8, 24), p, 4, 24)
+    }
+    #[inline(always)]
+    unsafe fn dm(p: *const u8) -> __m128 {
+        dm_pairs(p, 24)
+    }
+}
+
+impl Pair32 for Q8_0 {
+    const WB: usize = 34;
+    #[inline(always)]
+    unsafe fn q(p: *const u8) -> __m512i {
+        let lo = _mm256_loadu_si256(p.add(2) as *const __m256i);
+        let hi = _mm256_loadu_si256(p.add(36) as *const __m256i);
+        let v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+        // Signed to unsigned (+128); the offset comes back through the block sums.
+        _mm512_xor_si512(v, _mm512_set1_epi8(-128))
+    }
+    #[inline(always)]
+    unsafe fn dm(p: *const u8) -> __m128 {
+        dm_k(p, 34, -128.0)
+    }
+}
+
+/// One-token kernel for the 32-value block types: two blocks per 512-bit register, rows one
+/// after another (one linear stream through the weights).
+pub struct One<U>(PhantomData<U>);
+
+impl<U: Pair32 + Unpack32> One<U> {
+    /// Blocks `b`, `b + 1` of one row into `acc` (and `[·, m0·s0, ·, m1·s1]` into `macc`).
+    #[inline(always)]
+    unsafe fn pair(w: *const u8, a: *const u8, b: usize, acc: &mut __m512, macc: &mut __m128) {
+        let wb = w.add(b * <U as Pair32>::WB);
+        let ab = a.add(b * crate::act::A32::BYTES);
+        // [da0, sa0, da1, sa1]
+        let ds = _mm_castpd_ps(_mm_loadh_pd(
+            _mm_load_sd(ab as *const f64),
+            ab.add(crate::act::A32::BYTES) as *const f64,
+        ));
+        let prod = _mm_mul_ps(<U as Pair32>::dm(wb), ds);
+        *macc = _mm_add_ps(*macc, prod);
+        let qa = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256(ab.add(8) as *const __m256i)),
+            _mm256_loadu_si256(ab.add(48) as *const __m256i),
+            1,
+        );
+        let p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), U::q(wb), qa);
+        let scale = _mm512_permutexvar_ps(
+            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2),
+            _mm512_castps128_ps512(prod),
+        );
+        *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scale, *acc);
+    }
+
+    #[inline(always)]
+    unsafe fn region(g: &Region) {
+        for r in 0..g.rows {
+            let w = g.w.add(r * g.w_stride);
+            let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+            let (mut m0, mut m1) = (_mm_setzero_ps(), _mm_setzero_ps());
+            let mut b = 0;
+            while b + 4 <= g.nb {
+                Self::pair(w, g.a, b, &mut a0, &mut m0);
+                Self::pair(w, g.a, b + 2, &mut a1, &mut m1);
+                b += 4;
+            }
+            if b + 2 <= g.nb {
+                Self::pair(w, g.a, b, &mut a0, &mut m0);
+                b += 2;
+            }
+            let m = _mm_add_ps(m0, m1);
+            // Lanes 1 and 3 hold the min terms.
+            let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1))
+                + _mm_cvtss_f32(_mm_shuffle_ps(m, m, 1))
+                + _mm_cvtss_f32(_mm_shuffle_ps(m, m, 3));
+            if b < g.nb {
+                // An odd last block, 256 bits wide.
+                let (mut q, dw, mut mw) = U::unpack(w.add(b * <U as Pair32>::WB));
+                if U::SIGNED {
+                    q = _mm256_xor_si256(q, _mm256_set1_epi8(-128));
+                    mw = -128.0 * dw;
+                }
+                let ab = g.a.add(b * crate::act::A32::BYTES);
+                let qa = _mm256_loadu_si256(ab.add(8) as *const __m256i);
+                let p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, qa);
+                let v = hsum8(p);
+                sum += v as f32 * dw * super::rd_f32(ab) + mw * super::rd_f32(ab.add(4));
+            }
+            *g.y.add(r) = sum;
+        }
+    }
+}
+
+/// Sum of the 8 i32 lanes.
+#[inline(always)]
+unsafe fn hsum8(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    _mm_cvtsi128_si32(s)
+}
+
+macro_rules! region1 {
+    ($name:ident, $u:ty, $ty:expr) => {
+        /// # Safety
+        /// As [`RegionFn`]; needs AVX-512 F/BW/VL/VNNI, AVX2, FMA, F16C.
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+        unsafe fn $name(g: &Region) {
+            if g.tokens == 1 {
+                One::<$u>::region(g)
+            } else {
+                // A few tokens: the 256-bit tiles (VNNI variant).
+                let f = super::avx2::region_fn($ty, true).expect("every 32-value type has one");
+                f(g)
+            }
+        }
+    };
+}
+
+region1!(one_q4_0, Q4_0, GgmlType::Q4_0);
+region1!(one_q4_1, Q4_1, GgmlType::Q4_1);
+region1!(one_q5_0, Q5_0, GgmlType::Q5_0);
+region1!(one_q5_1, Q5_1, GgmlType::Q5_1);
+region1!(one_q8_0, Q8_0, GgmlType::Q8_0);
+
+/// The AVX-512 VNNI region kernel of `ty` where one exists (32-value types: the one-token
+/// kernel above; other token counts go to the 256-bit tiles).
+pub fn region_fn(ty: GgmlType) -> Option<RegionFn> {
+    Some(match ty {
+        GgmlType::Q4_0 => one_q4_0,
+        GgmlType::Q4_1 => one_q4_1,
+        GgmlType::Q5_0 => one_q5_0,
+        GgmlType::Q5_1 => one_q5_1,
+        GgmlType::Q8_0 => one_q8_0,
+        _ => return None,
+    })
+}

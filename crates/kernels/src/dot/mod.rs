@@ -151,6 +151,12 @@ pub fn act_kind(ty: GgmlType) -> Option<ActKind> {
 /// The region kernel of `ty` at `level` (`None` if `ty` has no integer kernel).
 pub fn region_fn(level: Level, ty: GgmlType) -> Option<RegionFn> {
     #[cfg(target_arch = "x86_64")]
+    if level >= Level::Avx512Vnni {
+        if let Some(f) = avx512::region_fn(ty) {
+            return Some(f);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
     if level >= Level::Avx2 {
         return avx2::region_fn(ty, level >= Level::Avx512Vnni);
     }
