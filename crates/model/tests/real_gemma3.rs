@@ -10,11 +10,29 @@
 //! single probability difference between settings reaches 0.21. So for gemma3 we allow at most
 //! one flip with a margin in (0.5, 0.6] and a worst difference of 0.21; a systematic excess
 //! (mean above 0.01, several flips, or a flip above 0.6) fails.
+//!
+//! GELU: llama.cpp's CPU backend evaluates GELU through a table of f16 values (input rounded
+//! to f16), and gemma3's references were made that way. lume's default is the exact f32 GELU
+//! (which matches the Hugging Face tiny-model references to 1e-5; the f16 table is 5e-3 off
+//! there). Measured against these references (all levels, 2026-11-28):
+//! - `GeluMode::F16Table`: worst |dp| 0.088 (avx512vnni), 0.163 (avx2), 0.147 (scalar), no flip.
+//! - `GeluMode::Exact`: worst 0.196 / 0.223 / 0.243, and at avx2 one flip at margin 0.70
+//!   (quick_fox step 0), where even an exact f32 computation on dequantized weights is 0.200
+//!   away from the reference: the reference's own GELU rounding moves that step.
+//!
+//! So the bounds above are asserted with the reference's GELU, and the exact mode must pass
+//! the "systematic" checks (mean ≤ 0.01, at most one flip at margin > 0.5).
 
 mod common;
 
+use std::sync::Mutex;
+
 use common::{argmax, max_abs_diff};
+use model::layers::ffn::{set_gelu_mode, GeluMode};
 use model::{Batch, Model};
+
+/// The GELU mode is process-wide: tests of this file run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 const MEAN_DP: f64 = 0.01;
 const WORST_DP: f64 = 0.21;
@@ -58,7 +76,37 @@ fn load() -> Model {
 
 #[test]
 fn gemma3_teacher_forced() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let m = load();
+    set_gelu_mode(GeluMode::F16Table);
+    let compat = teacher_forced(&m, "f16 GELU");
+    set_gelu_mode(GeluMode::Exact);
+    let exact = teacher_forced(&m, "exact GELU");
+    let mut failures = compat.failures;
+    if exact.mean > MEAN_DP {
+        failures.push(format!(
+            "exact GELU: overall mean |dp| {:.4} > {MEAN_DP}",
+            exact.mean
+        ));
+    }
+    if exact.flips > ALLOWED_FLIPS {
+        failures.push(format!(
+            "exact GELU: {} argmax flips at margins > {FLIP_MARGIN}",
+            exact.flips
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// What one teacher-forced run over every case measured.
+struct Outcome {
+    mean: f64,
+    flips: usize,
+    /// Violations of this file's bounds.
+    failures: Vec<String>,
+}
+
+fn teacher_forced(m: &Model, mode: &str) -> Outcome {
     let vocab = m.info().vocab;
     let data = references();
     let mut cache = m.new_cache(1, 512).unwrap();
@@ -114,7 +162,7 @@ fn gemma3_teacher_forced() {
             }
         }
         println!(
-            "gemma3 {name:>16}: {} tokens in {secs:.2}s, {} steps, small-margin flips {small_flips}, \
+            "gemma3 [{mode}] {name:>16}: {} tokens in {secs:.2}s, {} steps, small-margin flips {small_flips}, \
              mean |dp| {:.4}, worst {worst:.4}",
             tokens.len(),
             steps.len(),
@@ -125,9 +173,9 @@ fn gemma3_teacher_forced() {
         worst_all = worst_all.max(worst);
     }
     let mean_all = total_dp / n_dp.max(1) as f64;
-    println!("gemma3: overall mean |dp| {mean_all:.4}, worst {worst_all:.4}");
+    println!("gemma3 [{mode}]: overall mean |dp| {mean_all:.4}, worst {worst_all:.4}");
     for f in &flips {
-        println!("gemma3: flip {f}");
+        println!("gemma3 [{mode}]: flip {f}");
     }
     if flips.len() > ALLOWED_FLIPS {
         failures.push(format!(
@@ -141,7 +189,11 @@ fn gemma3_teacher_forced() {
     if mean_all > MEAN_DP {
         failures.push(format!("overall mean |dp| {mean_all:.4} > {MEAN_DP}"));
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    Outcome {
+        mean: mean_all,
+        flips: flips.len(),
+        failures,
+    }
 }
 
 /// Prompt in one batch, then one token per step through the KV cache, against one pass over
@@ -153,6 +205,7 @@ fn gemma3_teacher_forced() {
 /// (With `LUME_CPU=scalar` both paths are bit-identical.)
 #[test]
 fn gemma3_cached_decode_matches_one_pass() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let m = load();
     let vocab = m.info().vocab;
     let data = references();
@@ -212,6 +265,7 @@ fn gemma3_cached_decode_matches_one_pass() {
 /// the ring's length it gives exactly the plain cache's logits, for a fraction of the memory.
 #[test]
 fn gemma3_windowed_cache_matches_plain_cache() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let m = load();
     let plain_full = m.new_cache(1, 32768).unwrap().kv_bytes();
     let ring_full = m

@@ -1,6 +1,81 @@
 //! Feed-forward activations, applied in place on `[n, n_ff]` buffers.
+//!
+//! GELU has two evaluation modes ([`GeluMode`]): `Exact` (f32, the default; matches the
+//! Hugging Face reference to ~1e-6) and `F16Table`, llama.cpp's CPU method: the input rounded
+//! to f16 and looked up in a 65536-entry table of f16 results (inputs beyond ±10 pass through /
+//! give 0). The second is less precise, but it is what llama.cpp's reference outputs were
+//! computed with, so comparisons against those can use it. Chosen with [`set_gelu_mode`] or
+//! the environment variable `LUME_GELU=exact|f16` (read once).
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
 
 use crate::ops;
+
+/// How GELU(tanh) is evaluated (see the module notes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeluMode {
+    Exact,
+    F16Table,
+}
+
+/// 0: not decided yet (read `LUME_GELU`), 1: exact, 2: f16 table.
+static GELU_MODE: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the GELU mode for the whole process.
+pub fn set_gelu_mode(mode: GeluMode) {
+    let v = match mode {
+        GeluMode::Exact => 1,
+        GeluMode::F16Table => 2,
+    };
+    GELU_MODE.store(v, Ordering::Relaxed);
+}
+
+/// The GELU mode in use.
+pub fn gelu_mode() -> GeluMode {
+    match GELU_MODE.load(Ordering::Relaxed) {
+        1 => GeluMode::Exact,
+        2 => GeluMode::F16Table,
+        _ => {
+            let f16 =
+                std::env::var("LUME_GELU").is_ok_and(|v| v.trim().eq_ignore_ascii_case("f16"));
+            let mode = if f16 {
+                GeluMode::F16Table
+            } else {
+                GeluMode::Exact
+            };
+            set_gelu_mode(mode);
+            mode
+        }
+    }
+}
+
+/// `gelu_tanh` of every f16 value, rounded to f16 (bits), computed with libm's `tanh` in f32 as
+/// llama.cpp builds its table.
+fn gelu_table() -> &'static [u16] {
+    static T: OnceLock<Vec<u16>> = OnceLock::new();
+    T.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|b| {
+                let x = half::f16::from_bits(b).to_f32();
+                let g = 0.5 * x * (1.0 + (0.797_884_6 * x * (1.0 + 0.044715 * x * x)).tanh());
+                half::f16::from_f32(g).to_bits()
+            })
+            .collect()
+    })
+}
+
+/// GELU(tanh) of `x` by the f16 table.
+#[inline]
+fn gelu_f16(t: &[u16], x: f32) -> f32 {
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        half::f16::from_bits(t[half::f16::from_f32(x).to_bits() as usize]).to_f32()
+    }
+}
 
 /// SwiGLU: `gate[i] = silu(gate[i]) · up[i]`.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
@@ -11,15 +86,35 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
 
 /// GELU(tanh)-gated: `gate[i] = gelu_tanh(gate[i]) · up[i]` (gemma).
 pub fn geglu_tanh(gate: &mut [f32], up: &[f32]) {
-    for (g, u) in gate.iter_mut().zip(up) {
-        *g = ops::gelu_tanh(*g) * u;
+    match gelu_mode() {
+        GeluMode::Exact => {
+            for (g, u) in gate.iter_mut().zip(up) {
+                *g = ops::gelu_tanh(*g) * u;
+            }
+        }
+        GeluMode::F16Table => {
+            let t = gelu_table();
+            for (g, u) in gate.iter_mut().zip(up) {
+                *g = gelu_f16(t, *g) * u;
+            }
+        }
     }
 }
 
 /// Plain GELU(tanh) in place (gpt2, starcoder2).
 pub fn gelu_tanh_inplace(x: &mut [f32]) {
-    for v in x.iter_mut() {
-        *v = ops::gelu_tanh(*v);
+    match gelu_mode() {
+        GeluMode::Exact => {
+            for v in x.iter_mut() {
+                *v = ops::gelu_tanh(*v);
+            }
+        }
+        GeluMode::F16Table => {
+            let t = gelu_table();
+            for v in x.iter_mut() {
+                *v = gelu_f16(t, *v);
+            }
+        }
     }
 }
 
@@ -44,5 +139,23 @@ mod tests {
         assert!((x[1] - 0.841_192).abs() < 1e-5);
         assert!((x[2] + 0.158_808).abs() < 1e-5);
         assert!((x[3] - 2.996_363).abs() < 1e-5);
+    }
+
+    #[test]
+    fn f16_table_gelu_is_the_rounded_exact_value() {
+        let t = gelu_table();
+        for i in -4000..4000 {
+            let x = i as f32 * 0.0025 * 1.0013;
+            let xr = half::f16::from_f32(x).to_f32();
+            let want = half::f16::from_f32(ops::gelu_tanh(xr)).to_f32();
+            let got = gelu_f16(t, x);
+            // Same f16 value, or the neighbour when the f32 results straddle a rounding point.
+            assert!(
+                (got - want).abs() <= 1e-3 * want.abs().max(1e-2),
+                "x={x}: {got} vs {want}"
+            );
+        }
+        assert_eq!(gelu_f16(t, -10.5), 0.0);
+        assert_eq!(gelu_f16(t, 12.25), 12.25);
     }
 }
