@@ -22,6 +22,9 @@ use crate::act::{A256x16, A32x16};
 /// Weight rows per tile.
 const R: usize = 4;
 
+/// How far ahead of the one-token kernels' weight stream to prefetch (bytes).
+const PREFETCH: usize = 2048;
+
 /// Broadcasts the 4 bytes at `p` to all 16 lanes, as a load µop (`vpbroadcastd zmm, m32`).
 /// Asm keeps the compiler from turning broadcasts of an unpacked block into shuffles.
 ///
@@ -379,6 +382,9 @@ impl<U: Pair32 + Unpack32> One<U> {
     #[inline(always)]
     unsafe fn pair(w: *const u8, a: *const u8, b: usize, acc: &mut __m512, macc: &mut __m128) {
         let wb = w.add(b * <U as Pair32>::WB);
+        // The weights are one linear stream (rows back to back): ask for what comes next
+        // early, since a token's matrices are small and each starts cold.
+        _mm_prefetch(wb.wrapping_add(PREFETCH) as *const i8, _MM_HINT_T0);
         let ab = a.add(b * crate::act::A32::BYTES);
         // [da0, sa0, da1, sa1]
         let ds = _mm_castpd_ps(_mm_loadh_pd(
