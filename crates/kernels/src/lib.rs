@@ -6,6 +6,7 @@
 //! - [`matmul()`]: `y = x · Wᵀ` for a batch of `n` activation rows, taking quantized weights
 //!   directly (never dequantizing the whole model); [`matmul_at`] picks the level
 //!   explicitly, [`matmul_reference`] is the dequantize-then-f32 ground truth.
+//!   [`matmul_multi`]: several matrices of one input (q/k/v, gate/up) in one pool job.
 //!   How: activations are rounded to 8-bit blocks once per call ([`act`]), then integer
 //!   block dots run per output region on the pool ([`dot`]). One token: weight rows stream in
 //!   order. Eight or more tokens: activations are interleaved 8 tokens per SIMD register
@@ -31,7 +32,7 @@ pub mod quants;
 pub mod vec;
 
 pub use cpu::Level;
-pub use matmul::{matmul, matmul_at, matmul_reference};
+pub use matmul::{matmul, matmul_at, matmul_multi, matmul_multi_at, matmul_reference, MAX_MULTI};
 pub use pool::{num_threads, parallel_for, set_num_threads};
 pub use quants::{can_quantize, dequantize_row, quantize_row, supports};
 pub use vec::{axpy_f16, axpy_f32, dot_bf16_f32, dot_f16_f32, dot_f32, f32_to_f16_slice};

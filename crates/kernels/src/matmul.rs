@@ -13,7 +13,7 @@ use half::{bf16, f16};
 use crate::act::{interleave_a256, interleave_a32};
 use crate::cpu::{level, Level};
 use crate::dot::ActKind;
-use crate::dot::{act_kind, quantizer, region_fn, region_xn_fn, Region};
+use crate::dot::{act_kind, quantizer, region_fn, region_xn_fn, Region, RegionFn};
 use crate::vec::VecFns;
 use crate::{dequantize_row, num_threads, parallel_for, QMatrix};
 
@@ -48,66 +48,110 @@ unsafe impl Sync for OutPtr {}
 pub fn matmul(w: &QMatrix, x: &[f32], n: usize, y: &mut [f32]) {
     matmul_at(level(), w, x, n, y)
 }
-
 /// [`matmul`] with an explicit dispatch level (tests and benchmarks compare levels).
 pub fn matmul_at(level: Level, w: &QMatrix, x: &[f32], n: usize, y: &mut [f32]) {
+    matmul_multi_at(level, std::slice::from_ref(w), x, n, &mut [y])
+}
+
+/// Most matrices [`matmul_multi`] takes at once.
+pub const MAX_MULTI: usize = 4;
+
+/// Several products of the same input, `ys[i] = x · ws[i]ᵀ` (e.g. the q, k and v
+/// projections): the activations are quantized once and all regions run as one job on the
+/// pool (one synchronisation instead of one per matrix). Same rules as [`matmul`]; at most
+/// [`MAX_MULTI`] matrices, all with `cols` columns.
+pub fn matmul_multi(ws: &[QMatrix], x: &[f32], n: usize, ys: &mut [&mut [f32]]) {
+    matmul_multi_at(level(), ws, x, n, ys)
+}
+
+/// [`matmul_multi`] with an explicit dispatch level.
+pub fn matmul_multi_at(level: Level, ws: &[QMatrix], x: &[f32], n: usize, ys: &mut [&mut [f32]]) {
     assert!(
         level.available(),
         "{level} kernels are not available on this CPU"
     );
-    assert_eq!(x.len(), n * w.cols, "matmul: x is not [n, cols]");
-    assert_eq!(y.len(), n * w.rows, "matmul: y is not [n, rows]");
-    assert_eq!(
-        w.cols % w.ty.block_size(),
-        0,
-        "matmul: partial weight block"
-    );
     assert!(
-        w.data.len() >= w.rows * w.row_bytes(),
-        "matmul: weight data shorter than rows x row_bytes"
+        !ws.is_empty() && ws.len() <= MAX_MULTI && ws.len() == ys.len(),
+        "matmul: 1..={MAX_MULTI} matrices, one output each"
     );
-    if n == 0 || w.rows == 0 {
+    for (w, y) in ws.iter().zip(ys.iter()) {
+        assert_eq!(
+            w.cols, ws[0].cols,
+            "matmul: matrices of one input differ in cols"
+        );
+        assert_eq!(x.len(), n * w.cols, "matmul: x is not [n, cols]");
+        assert_eq!(y.len(), n * w.rows, "matmul: y is not [n, rows]");
+        assert_eq!(
+            w.cols % w.ty.block_size(),
+            0,
+            "matmul: partial weight block"
+        );
+        assert!(
+            w.data.len() >= w.rows * w.row_bytes(),
+            "matmul: weight data shorter than rows x row_bytes"
+        );
+    }
+    if n == 0 {
         return;
     }
-    let xn = if n >= TOKEN_SPLIT {
-        region_xn_fn(level, w.ty)
-    } else {
-        None
+    // The integer path is shared when every matrix has a kernel for the same activation
+    // format and grouping (e.g. Q5_0 and Q8_0 both take A32 blocks).
+    let kernel = |w: &QMatrix| -> Option<(ActKind, RegionFn, usize)> {
+        let kind = act_kind(w.ty)?;
+        region_fn(level, w.ty)?;
+        if n >= TOKEN_SPLIT {
+            if let Some((f, lanes)) = region_xn_fn(level, w.ty) {
+                return Some((kind, f, lanes));
+            }
+        }
+        Some((kind, region_fn(level, w.ty)?, 1))
     };
-    match (act_kind(w.ty), region_fn(level, w.ty)) {
-        (Some(kind), Some(_)) if xn.is_some() => {
-            let (f, lanes) = xn.expect("checked");
-            let nb = w.cols / kind.values();
-            let act_row = nb * kind.bytes();
-            // One group of `lanes` tokens' blocks, interleaved.
-            let group = act_row * lanes;
-            let quant = quantizer(level, kind);
-            with_act(n * act_row + n.div_ceil(lanes) * group, |buf| {
-                let (rows, groups) = buf.split_at_mut(n * act_row);
-                quantize_rows(quant, x, w.cols, n, rows, act_row);
-                match kind {
-                    ActKind::A32 => interleave_a32(rows, n, nb, lanes, groups),
-                    ActKind::A256 => interleave_a256(rows, n, nb, lanes, groups),
-                }
-                run_regions(w, groups, group, lanes, n, y, |g| {
-                    // SAFETY: as below, with `a` at 8-token groups.
-                    unsafe { f(g) }
-                });
-            });
+    let first = kernel(&ws[0]);
+    let shared = first.is_some()
+        && ws.iter().all(|w| {
+            matches!((kernel(w), first), (Some((k, _, l)), Some((k0, _, l0))) if k == k0 && l == l0)
+        });
+    if !shared {
+        for (w, y) in ws.iter().zip(ys.iter_mut()) {
+            if ws.len() > 1 && kernel(w).is_some() {
+                matmul_multi_at(level, std::slice::from_ref(w), x, n, &mut [&mut **y]);
+            } else if w.rows > 0 {
+                float_or_reference(level, w, x, n, y);
+            }
         }
-        (Some(kind), Some(f)) => {
-            let act_row = w.cols / kind.values() * kind.bytes();
-            let quant = quantizer(level, kind);
-            with_act(n * act_row, |act| {
-                quantize_rows(quant, x, w.cols, n, act, act_row);
-                run_regions(w, act, act_row, 1, n, y, |g| {
-                    // SAFETY: the region lies inside `w.data`, `act` and `y` (built by
-                    // `run_regions` from checked lengths), and `level` is available.
-                    unsafe { f(g) }
-                });
-            });
+        return;
+    }
+    let (kind, _, lanes) = first.expect("checked");
+    let cols = ws[0].cols;
+    let nb = cols / kind.values();
+    let act_row = nb * kind.bytes();
+    let quant = quantizer(level, kind);
+    let threads = num_threads();
+    let run = |act: &[u8], stride: usize, ys: &mut [&mut [f32]]| {
+        let mut plans: [Option<Plan>; MAX_MULTI] = [None, None, None, None];
+        for (i, (w, y)) in ws.iter().zip(ys.iter_mut()).enumerate() {
+            let (_, f, _) = kernel(w).expect("checked");
+            plans[i] = Some(Plan::new(w, act, stride, lanes, n, y, f, threads));
         }
-        _ => float_or_reference(level, w, x, n, y),
+        run_plans(&plans);
+    };
+    if lanes > 1 {
+        // One group of `lanes` tokens' blocks, interleaved.
+        let group = act_row * lanes;
+        with_act(n * act_row + n.div_ceil(lanes) * group, |buf| {
+            let (rows, groups) = buf.split_at_mut(n * act_row);
+            quantize_rows(quant, x, cols, n, rows, act_row);
+            match kind {
+                ActKind::A32 => interleave_a32(rows, n, nb, lanes, groups),
+                ActKind::A256 => interleave_a256(rows, n, nb, lanes, groups),
+            }
+            run(groups, group, ys);
+        });
+    } else {
+        with_act(n * act_row, |act| {
+            quantize_rows(quant, x, cols, n, act, act_row);
+            run(act, act_row, ys);
+        });
     }
 }
 
@@ -153,56 +197,102 @@ fn quantize_rows(
     });
 }
 
-/// Splits the output into regions and runs `f` on each, on the pool. `act_row` is the
-/// stride of one group of `lanes` tokens (1: plain rows).
-fn run_regions(
-    w: &QMatrix,
-    act: &[u8],
+/// How one product's output is cut into regions (tasks for the pool).
+struct Plan<'a> {
+    w: &'a QMatrix<'a>,
+    /// Quantized activations: rows of one token, or groups of `lanes` tokens.
+    act: &'a [u8],
+    /// Stride of one activation row / group.
     act_row: usize,
     lanes: usize,
     n: usize,
-    y: &mut [f32],
-    f: impl Fn(&Region) + Sync,
-) {
-    let rows = w.rows;
-    let threads = num_threads();
-    let (rc, tc) = if n < TOKEN_SPLIT {
-        // One token (or a few): split rows only, ~8 chunks per thread for balance.
-        let rc = rows.div_ceil(threads * 8).next_multiple_of(4).max(16);
-        (rc, n)
-    } else {
-        (PP_ROWS, PP_TOKENS)
-    };
-    let row_chunks = rows.div_ceil(rc);
-    let tok_chunks = n.div_ceil(tc);
-    let out = OutPtr(y.as_mut_ptr());
-    let row_bytes = w.row_bytes();
-    let nb = w.cols / w.ty.block_size();
-    let task = |i: usize| {
-        let (ri, ti) = (i % row_chunks, i / row_chunks);
-        let (r0, t0) = (ri * rc, ti * tc);
+    y: OutPtr,
+    /// Rows and tokens per region.
+    rc: usize,
+    tc: usize,
+    row_chunks: usize,
+    tasks: usize,
+    f: RegionFn,
+}
+
+impl<'a> Plan<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        w: &'a QMatrix<'a>,
+        act: &'a [u8],
+        act_row: usize,
+        lanes: usize,
+        n: usize,
+        y: &mut [f32],
+        f: RegionFn,
+        threads: usize,
+    ) -> Plan<'a> {
+        let rows = w.rows;
+        let (rc, tc) = if n < TOKEN_SPLIT {
+            // One token (or a few): split rows only, ~8 chunks per thread for balance.
+            (rows.div_ceil(threads * 8).next_multiple_of(4).max(16), n)
+        } else {
+            (PP_ROWS, PP_TOKENS)
+        };
+        let row_chunks = rows.div_ceil(rc);
+        Plan {
+            w,
+            act,
+            act_row,
+            lanes,
+            n,
+            y: OutPtr(y.as_mut_ptr()),
+            rc,
+            tc,
+            row_chunks,
+            tasks: row_chunks * n.div_ceil(tc),
+            f,
+        }
+    }
+
+    /// Runs region `i` of this plan.
+    ///
+    /// # Safety
+    /// `i < self.tasks`; the buffers the plan was built from are alive; no other call runs
+    /// the same `i` concurrently; the CPU supports the kernel's level.
+    unsafe fn run(&self, i: usize) {
+        let (ri, ti) = (i % self.row_chunks, i / self.row_chunks);
+        let (r0, t0) = (ri * self.rc, ti * self.tc);
+        let (rows, row_bytes) = (self.w.rows, self.w.row_bytes());
         let g = Region {
-            // SAFETY: r0 < rows and t0 < n, so both offsets stay inside their buffers.
-            w: unsafe { w.data.as_ptr().add(r0 * row_bytes) },
+            // SAFETY (all offsets): r0 < rows and t0 < n, so they stay inside their buffers.
+            w: self.w.data.as_ptr().add(r0 * row_bytes),
             w_stride: row_bytes,
-            nb,
-            rows: rc.min(rows - r0),
-            // SAFETY: as above.
-            a: unsafe { act.as_ptr().add(t0 / lanes * act_row) },
-            a_stride: act_row,
-            tokens: tc.min(n - t0),
-            // SAFETY: as above.
-            y: unsafe { out.0.add(t0 * rows + r0) },
+            nb: self.w.cols / self.w.ty.block_size(),
+            rows: self.rc.min(rows - r0),
+            a: self.act.as_ptr().add(t0 / self.lanes * self.act_row),
+            a_stride: self.act_row,
+            tokens: self.tc.min(self.n - t0),
+            y: self.y.0.add(t0 * rows + r0),
             y_stride: rows,
         };
-        let _ = &out;
-        f(&g);
+        (self.f)(&g)
+    }
+}
+
+/// Runs every region of every plan, as one job on the pool.
+fn run_plans(plans: &[Option<Plan>]) {
+    let total: usize = plans.iter().flatten().map(|p| p.tasks).sum();
+    let task = |mut i: usize| {
+        for p in plans.iter().flatten() {
+            if i < p.tasks {
+                // SAFETY: `i` is claimed once; regions of one plan are disjoint and plans
+                // write different outputs; the buffers outlive this call.
+                unsafe { p.run(i) };
+                return;
+            }
+            i -= p.tasks;
+        }
     };
-    let n_tasks = row_chunks * tok_chunks;
-    if n_tasks == 1 || threads == 1 {
-        (0..n_tasks).for_each(task);
+    if total == 1 || num_threads() == 1 {
+        (0..total).for_each(task);
     } else {
-        parallel_for(n_tasks, &task);
+        parallel_for(total, &task);
     }
 }
 

@@ -2,7 +2,7 @@
 //! against the dequantize-then-f32 reference.
 
 use gguf::GgmlType;
-use kernels::{matmul_at, matmul_reference, quantize_row, Level, QMatrix};
+use kernels::{matmul_at, matmul_multi_at, matmul_reference, quantize_row, Level, QMatrix};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -203,6 +203,63 @@ fn odd_block_counts_match_scalar_twin() {
                             want[i]
                         );
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Several matrices of one input in one job give exactly what separate products give.
+#[test]
+fn multi_matches_separate_products_exactly() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let cols = 512;
+    let sets: [&[(GgmlType, usize)]; 4] = [
+        &[
+            (GgmlType::Q5_0, 40),
+            (GgmlType::Q5_0, 8),
+            (GgmlType::Q8_0, 8),
+        ],
+        &[(GgmlType::Q4_K, 33), (GgmlType::Q6_K, 20)],
+        &[(GgmlType::Q4_1, 12), (GgmlType::F32, 5)],
+        &[
+            (GgmlType::Q4_0, 9),
+            (GgmlType::Q4_K, 7),
+            (GgmlType::Q8_0, 0),
+        ],
+    ];
+    for set in sets {
+        let data: Vec<(Vec<u8>, usize, GgmlType)> = set
+            .iter()
+            .map(|&(ty, rows)| (weights(&mut rng, ty, rows, cols).0, rows, ty))
+            .collect();
+        let ws: Vec<QMatrix> = data
+            .iter()
+            .map(|(d, rows, ty)| QMatrix {
+                ty: *ty,
+                data: d,
+                rows: *rows,
+                cols,
+            })
+            .collect();
+        for n in [1, 3, 17, 70] {
+            let x = rand_vec(&mut rng, n * cols, 2.0);
+            for level in levels() {
+                let mut sep: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; n * w.rows]).collect();
+                for (w, y) in ws.iter().zip(sep.iter_mut()) {
+                    matmul_at(level, w, &x, n, y);
+                }
+                let mut multi: Vec<Vec<f32>> =
+                    ws.iter().map(|w| vec![f32::NAN; n * w.rows]).collect();
+                let mut refs: Vec<&mut [f32]> =
+                    multi.iter_mut().map(|v| v.as_mut_slice()).collect();
+                matmul_multi_at(level, &ws, &x, n, &mut refs);
+                for (i, (a, b)) in sep.iter().zip(&multi).enumerate() {
+                    assert!(
+                        a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits()),
+                        "{level} n={n} matrix {i} ({}): multi differs from separate",
+                        ws[i].ty
+                    );
                 }
             }
         }
