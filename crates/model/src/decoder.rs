@@ -357,9 +357,7 @@ impl Architecture for Decoder {
         for (l, layer) in self.layers.iter().enumerate() {
             // Attention block.
             rms_norm(x, &layer.attn_norm, hp.norm_eps, xn);
-            layer.q.forward(file, xn, n, q);
-            layer.k.forward(file, xn, n, k);
-            layer.v.forward(file, xn, n, v);
+            Linear::forward_many([&layer.q, &layer.k, &layer.v], file, xn, n, [q, k, v]);
             if let Some(qn) = &layer.q_norm {
                 qn.apply(q, hp.norm_eps);
             }
@@ -390,8 +388,7 @@ impl Architecture for Decoder {
                     up: wu,
                     down: wd,
                 } => {
-                    wg.forward(file, xn, n, gate);
-                    wu.forward(file, xn, n, up);
+                    Linear::forward_many([wg, wu], file, xn, n, [gate, up]);
                     swiglu(gate, up);
                     wd.forward(file, gate, n, proj);
                 }

@@ -76,12 +76,33 @@ impl Linear {
     /// `x`: `[n, cols]` → `y`: `[n, rows]` (exactly these lengths).
     pub fn forward(&self, file: &GgufFile, x: &[f32], n: usize, y: &mut [f32]) {
         kernels::matmul(&self.w.q(file), x, n, y);
+        self.add_bias(y);
+    }
+
+    fn add_bias(&self, y: &mut [f32]) {
         if let Some(b) = &self.b {
             for row in y.chunks_exact_mut(b.len()) {
                 for (v, bb) in row.iter_mut().zip(b) {
                     *v += bb;
                 }
             }
+        }
+    }
+
+    /// Several linears of the same input (q/k/v, gate/up) in one matrix-product job:
+    /// `ys[i] = x · lins[i].wᵀ (+ b)`; `x`: `[n, cols]`, `ys[i]`: `[n, lins[i].rows()]`.
+    pub fn forward_many<const N: usize>(
+        lins: [&Linear; N],
+        file: &GgufFile,
+        x: &[f32],
+        n: usize,
+        mut ys: [&mut [f32]; N],
+    ) {
+        const { assert!(N <= kernels::MAX_MULTI) };
+        let ws: [kernels::QMatrix; N] = std::array::from_fn(|i| lins[i].w.q(file));
+        kernels::matmul_multi(&ws, x, n, &mut ys);
+        for (l, y) in lins.iter().zip(ys.iter_mut()) {
+            l.add_bias(y);
         }
     }
 }

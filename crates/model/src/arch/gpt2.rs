@@ -257,9 +257,7 @@ impl Architecture for LnDecoder {
         for (l, layer) in self.layers.iter().enumerate() {
             // Attention block.
             layer.attn_norm.apply(x, hp.norm_eps, xn);
-            layer.q.forward(file, xn, n, q);
-            layer.k.forward(file, xn, n, k);
-            layer.v.forward(file, xn, n, v);
+            Linear::forward_many([&layer.q, &layer.k, &layer.v], file, xn, n, [q, k, v]);
             if let Positions::Rope(r) = &self.pos {
                 r.apply(q, hp.n_head, hp.head_dim, cos, sin);
                 r.apply(k, hp.n_head_kv, hp.head_dim, cos, sin);

@@ -400,9 +400,7 @@ impl Architecture for Sandwich {
                 Some(w) => rms_norm(x, w, eps, xn),
                 None => xn.copy_from_slice(x),
             }
-            layer.q.forward(file, xn, n, q);
-            layer.k.forward(file, xn, n, k);
-            layer.v.forward(file, xn, n, v);
+            Linear::forward_many([&layer.q, &layer.k, &layer.v], file, xn, n, [q, k, v]);
             if let Some(qn) = &layer.q_norm {
                 qn.apply(q, eps);
             }
@@ -436,8 +434,7 @@ impl Architecture for Sandwich {
                 Some(w) => rms_norm(x, w, eps, xn),
                 None => xn.copy_from_slice(x),
             }
-            layer.gate.forward(file, xn, n, gate);
-            layer.up.forward(file, xn, n, up);
+            Linear::forward_many([&layer.gate, &layer.up], file, xn, n, [gate, up]);
             match self.opts.act {
                 Act::Silu => swiglu(gate, up),
                 Act::GeluTanh => geglu_tanh(gate, up),
