@@ -58,16 +58,18 @@ unsafe fn store16(g: &Region, r: usize, t0: usize, v: __m512) {
 pub struct X16<U>(PhantomData<U>);
 
 impl<U: Unpack32> X16<U> {
-    /// `N` rows × the 16 tokens of the group at `a`: lane `t` of result `i` is row `i`,
-    /// token `t`.
+    /// `N` rows × `G` groups of 16 tokens (`a[j]`): lane `t` of result `[i][j]` is row `i`,
+    /// token `t` of group `j`. Each weight broadcast feeds `G` products.
     #[inline(always)]
-    unsafe fn tile<const N: usize>(w: [*const u8; N], a: *const u8, nb: usize) -> [__m512; N] {
-        let mut acc = [_mm512_setzero_ps(); N];
+    unsafe fn tile<const N: usize, const G: usize>(
+        w: [*const u8; N],
+        a: [*const u8; G],
+        nb: usize,
+    ) -> [[__m512; G]; N] {
+        let mut acc = [[_mm512_setzero_ps(); G]; N];
         let mut buf = [[0u8; 32]; N];
         for b in 0..nb {
-            let ab = a.add(b * A32x16::BYTES);
-            let dav = _mm512_loadu_ps(ab.add(A32x16::D) as *const f32);
-            let sav = _mm512_loadu_ps(ab.add(A32x16::S) as *const f32);
+            let ab: [*const u8; G] = std::array::from_fn(|j| a[j].add(b * A32x16::BYTES));
             let mut dw = [0f32; N];
             let mut mw = [0f32; N];
             for i in 0..N {
@@ -81,45 +83,66 @@ impl<U: Unpack32> X16<U> {
                 dw[i] = d;
                 mw[i] = m;
             }
-            let mut s0 = [_mm512_setzero_si512(); N];
-            let mut s1 = [_mm512_setzero_si512(); N];
+            let mut s = [[_mm512_setzero_si512(); G]; N];
             for k in 0..8 {
-                let av = _mm512_loadu_si512(ab.add(A32x16::Q + 64 * k) as *const __m512i);
-                let s = if k % 2 == 0 { &mut s0 } else { &mut s1 };
+                let av: [__m512i; G] = std::array::from_fn(|j| {
+                    _mm512_loadu_si512(ab[j].add(A32x16::Q + 64 * k) as *const __m512i)
+                });
                 for i in 0..N {
-                    s[i] = _mm512_dpbusd_epi32(s[i], bcast(buf[i].as_ptr().add(4 * k)), av);
+                    let wv = bcast(buf[i].as_ptr().add(4 * k));
+                    for j in 0..G {
+                        s[i][j] = _mm512_dpbusd_epi32(s[i][j], wv, av[j]);
+                    }
                 }
             }
-            for i in 0..N {
-                let s = _mm512_add_epi32(s0[i], s1[i]);
-                let scale = _mm512_mul_ps(_mm512_set1_ps(dw[i]), dav);
-                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc[i]);
-                acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(mw[i]), sav, acc[i]);
+            for j in 0..G {
+                let dav = _mm512_loadu_ps(ab[j].add(A32x16::D) as *const f32);
+                let sav = _mm512_loadu_ps(ab[j].add(A32x16::S) as *const f32);
+                for i in 0..N {
+                    let scale = _mm512_mul_ps(_mm512_set1_ps(dw[i]), dav);
+                    acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][j]), scale, acc[i][j]);
+                    acc[i][j] = _mm512_fmadd_ps(_mm512_set1_ps(mw[i]), sav, acc[i][j]);
+                }
             }
         }
         acc
     }
 
+    /// `N`-row tiles over `G` token groups starting at group `gi`.
+    #[inline(always)]
+    unsafe fn rows<const G: usize>(g: &Region, gi: usize) {
+        let a: [*const u8; G] = std::array::from_fn(|j| g.a.add((gi + j) * g.a_stride));
+        let mut r0 = 0;
+        while r0 + R <= g.rows {
+            let w: [*const u8; R] = std::array::from_fn(|i| g.w.add((r0 + i) * g.w_stride));
+            let out = Self::tile::<R, G>(w, a, g.nb);
+            for (i, v) in out.iter().enumerate() {
+                for (j, vj) in v.iter().enumerate() {
+                    store16(g, r0 + i, 16 * (gi + j), *vj);
+                }
+            }
+            r0 += R;
+        }
+        while r0 < g.rows {
+            let out = Self::tile::<1, G>([g.w.add(r0 * g.w_stride)], a, g.nb);
+            for (j, vj) in out[0].iter().enumerate() {
+                store16(g, r0, 16 * (gi + j), *vj);
+            }
+            r0 += 1;
+        }
+    }
+
     /// A region whose `a` points at groups of 16 tokens (`a_stride` bytes apart).
     #[inline(always)]
     unsafe fn region(g: &Region) {
-        for gi in 0..g.tokens.div_ceil(16) {
-            let a = g.a.add(gi * g.a_stride);
-            let t0 = 16 * gi;
-            let mut r0 = 0;
-            while r0 + R <= g.rows {
-                let w: [*const u8; R] = std::array::from_fn(|i| g.w.add((r0 + i) * g.w_stride));
-                let out = Self::tile::<R>(w, a, g.nb);
-                for (i, v) in out.iter().enumerate() {
-                    store16(g, r0 + i, t0, *v);
-                }
-                r0 += R;
-            }
-            while r0 < g.rows {
-                let out = Self::tile::<1>([g.w.add(r0 * g.w_stride)], a, g.nb);
-                store16(g, r0, t0, out[0]);
-                r0 += 1;
-            }
+        let groups = g.tokens.div_ceil(16);
+        let mut gi = 0;
+        while gi + 2 <= groups {
+            Self::rows::<2>(g, gi);
+            gi += 2;
+        }
+        if gi < groups {
+            Self::rows::<1>(g, gi);
         }
     }
 }
@@ -128,75 +151,106 @@ impl<U: Unpack32> X16<U> {
 pub struct KX16<U>(PhantomData<U>);
 
 impl<U: UnpackK> KX16<U> {
+    /// `N` rows × `G` groups of 16 tokens, as [`X16::tile`].
     #[inline(always)]
-    unsafe fn tile<const N: usize>(w: [*const u8; N], a: *const u8, nb: usize) -> [__m512; N] {
-        let mut acc = [_mm512_setzero_ps(); N];
+    unsafe fn tile<const N: usize, const G: usize>(
+        w: [*const u8; N],
+        a: [*const u8; G],
+        nb: usize,
+    ) -> [[__m512; G]; N] {
+        let mut acc = [[_mm512_setzero_ps(); G]; N];
         let mut buf = [[0u8; 256]; N];
         for b in 0..nb {
-            let ab = a.add(b * A256x16::BYTES);
-            let dav = _mm512_loadu_ps(ab.add(A256x16::D) as *const f32);
+            let ab: [*const u8; G] = std::array::from_fn(|j| a[j].add(b * A256x16::BYTES));
             // A loop, not `array::from_fn`: a closure would not inherit the target features,
             // and the unpack intrinsics would be called instead of inlined.
             let mut kf = [KForm::default(); N];
             for i in 0..N {
                 kf[i] = U::unpack(w[i].add(b * U::WB), buf[i].as_mut_ptr());
             }
-            let mut total = [_mm512_setzero_si512(); N];
+            let mut total = [[_mm512_setzero_si512(); G]; N];
             for s in 0..16 {
-                let mut part = [_mm512_setzero_si512(); N];
-                for j in 0..4 {
-                    let k = 4 * s + j;
-                    let av = _mm512_loadu_si512(ab.add(A256x16::Q + 64 * k) as *const __m512i);
+                let mut part = [[_mm512_setzero_si512(); G]; N];
+                for q in 0..4 {
+                    let k = 4 * s + q;
+                    let av: [__m512i; G] = std::array::from_fn(|j| {
+                        _mm512_loadu_si512(ab[j].add(A256x16::Q + 64 * k) as *const __m512i)
+                    });
                     for i in 0..N {
-                        part[i] =
-                            _mm512_dpbusd_epi32(part[i], bcast(buf[i].as_ptr().add(4 * k)), av);
+                        let wv = bcast(buf[i].as_ptr().add(4 * k));
+                        for j in 0..G {
+                            part[i][j] = _mm512_dpbusd_epi32(part[i][j], wv, av[j]);
+                        }
                     }
                 }
                 for i in 0..N {
                     let sc = _mm512_set1_epi32(kf[i].sc[s]);
-                    total[i] = _mm512_add_epi32(total[i], _mm512_mullo_epi32(part[i], sc));
+                    for j in 0..G {
+                        total[i][j] =
+                            _mm512_add_epi32(total[i][j], _mm512_mullo_epi32(part[i][j], sc));
+                    }
                 }
             }
-            for i in 0..N {
-                let mut msum = _mm512_setzero_si512();
-                for p in 0..8 {
-                    let bs = _mm512_loadu_si512(ab.add(A256x16::BSUMS + 64 * p) as *const __m512i);
-                    let mv = _mm512_set1_epi32(kf[i].mp[p]);
-                    msum = _mm512_add_epi32(msum, _mm512_madd_epi16(bs, mv));
-                }
-                let dd = _mm512_mul_ps(_mm512_set1_ps(kf[i].d), dav);
-                if U::SAME_D {
-                    let s = _mm512_sub_epi32(total[i], msum);
-                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), dd, acc[i]);
-                } else {
-                    let dm = _mm512_mul_ps(_mm512_set1_ps(kf[i].dmin), dav);
-                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total[i]), dd, acc[i]);
-                    acc[i] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), dm, acc[i]);
+            for j in 0..G {
+                let dav = _mm512_loadu_ps(ab[j].add(A256x16::D) as *const f32);
+                for i in 0..N {
+                    let mut msum = _mm512_setzero_si512();
+                    for p in 0..8 {
+                        let bs = _mm512_loadu_si512(
+                            ab[j].add(A256x16::BSUMS + 64 * p) as *const __m512i
+                        );
+                        let mv = _mm512_set1_epi32(kf[i].mp[p]);
+                        msum = _mm512_add_epi32(msum, _mm512_madd_epi16(bs, mv));
+                    }
+                    let dd = _mm512_mul_ps(_mm512_set1_ps(kf[i].d), dav);
+                    if U::SAME_D {
+                        let s = _mm512_sub_epi32(total[i][j], msum);
+                        acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), dd, acc[i][j]);
+                    } else {
+                        let dm = _mm512_mul_ps(_mm512_set1_ps(kf[i].dmin), dav);
+                        acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total[i][j]), dd, acc[i][j]);
+                        acc[i][j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), dm, acc[i][j]);
+                    }
                 }
             }
         }
         acc
     }
 
+    /// `N`-row tiles over `G` token groups starting at group `gi`.
+    #[inline(always)]
+    unsafe fn rows<const G: usize>(g: &Region, gi: usize) {
+        let a: [*const u8; G] = std::array::from_fn(|j| g.a.add((gi + j) * g.a_stride));
+        let mut r0 = 0;
+        while r0 + R <= g.rows {
+            let w: [*const u8; R] = std::array::from_fn(|i| g.w.add((r0 + i) * g.w_stride));
+            let out = Self::tile::<R, G>(w, a, g.nb);
+            for (i, v) in out.iter().enumerate() {
+                for (j, vj) in v.iter().enumerate() {
+                    store16(g, r0 + i, 16 * (gi + j), *vj);
+                }
+            }
+            r0 += R;
+        }
+        while r0 < g.rows {
+            let out = Self::tile::<1, G>([g.w.add(r0 * g.w_stride)], a, g.nb);
+            for (j, vj) in out[0].iter().enumerate() {
+                store16(g, r0, 16 * (gi + j), *vj);
+            }
+            r0 += 1;
+        }
+    }
+
     #[inline(always)]
     unsafe fn region(g: &Region) {
-        for gi in 0..g.tokens.div_ceil(16) {
-            let a = g.a.add(gi * g.a_stride);
-            let t0 = 16 * gi;
-            let mut r0 = 0;
-            while r0 + R <= g.rows {
-                let w: [*const u8; R] = std::array::from_fn(|i| g.w.add((r0 + i) * g.w_stride));
-                let out = Self::tile::<R>(w, a, g.nb);
-                for (i, v) in out.iter().enumerate() {
-                    store16(g, r0 + i, t0, *v);
-                }
-                r0 += R;
-            }
-            while r0 < g.rows {
-                let out = Self::tile::<1>([g.w.add(r0 * g.w_stride)], a, g.nb);
-                store16(g, r0, t0, out[0]);
-                r0 += 1;
-            }
+        let groups = g.tokens.div_ceil(16);
+        let mut gi = 0;
+        while gi + 2 <= groups {
+            Self::rows::<2>(g, gi);
+            gi += 2;
+        }
+        if gi < groups {
+            Self::rows::<1>(g, gi);
         }
     }
 }
