@@ -77,26 +77,56 @@ fn gelu_f16(t: &[u16], x: f32) -> f32 {
     }
 }
 
+/// Elements per task when a gated activation is split across the pool (prompt batches).
+const PAR_CHUNK: usize = 16 * 1024;
+
+/// Applies `f` to `gate` and `up` in chunks on the pool when they are large (a prompt batch),
+/// on this thread otherwise.
+fn gated(gate: &mut [f32], up: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
+    assert_eq!(
+        gate.len(),
+        up.len(),
+        "gated activation: gate and up differ in length"
+    );
+    if gate.len() < 2 * PAR_CHUNK {
+        return f(gate, up);
+    }
+    let n = gate.len();
+    let out = ops::SharedMut::new(gate);
+    ops::par_for(n.div_ceil(PAR_CHUNK), &|i| {
+        let start = i * PAR_CHUNK;
+        let len = PAR_CHUNK.min(n - start);
+        // SAFETY: task i alone writes gate[start..start + len]; `gate` is mutably borrowed
+        // for the whole call.
+        let g = unsafe { out.slice(start, len) };
+        f(g, &up[start..start + len]);
+    });
+}
+
 /// SwiGLU: `gate[i] = silu(gate[i]) · up[i]`.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    for (g, u) in gate.iter_mut().zip(up) {
-        *g = ops::silu(*g) * u;
-    }
+    gated(gate, up, |gate, up| {
+        for (g, u) in gate.iter_mut().zip(up) {
+            *g = ops::silu(*g) * u;
+        }
+    })
 }
 
 /// GELU(tanh)-gated: `gate[i] = gelu_tanh(gate[i]) · up[i]` (gemma).
 pub fn geglu_tanh(gate: &mut [f32], up: &[f32]) {
     match gelu_mode() {
-        GeluMode::Exact => {
+        GeluMode::Exact => gated(gate, up, |gate, up| {
             for (g, u) in gate.iter_mut().zip(up) {
                 *g = ops::gelu_tanh(*g) * u;
             }
-        }
+        }),
         GeluMode::F16Table => {
             let t = gelu_table();
-            for (g, u) in gate.iter_mut().zip(up) {
-                *g = gelu_f16(t, *g) * u;
-            }
+            gated(gate, up, |gate, up| {
+                for (g, u) in gate.iter_mut().zip(up) {
+                    *g = gelu_f16(t, *g) * u;
+                }
+            })
         }
     }
 }
