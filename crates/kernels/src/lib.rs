@@ -12,6 +12,7 @@
 //!   order. Eight or more tokens: activations are interleaved 8 tokens per SIMD register
 //!   (`act::A32x8`, `act::A256x8`) so each unpacked weight block serves 8 tokens at once and
 //!   scales apply as whole vectors. Float weights (F32/F16/BF16) use f32 dot products.
+//! - [`attn`]: tile kernels of the prompt attention (`Q·Kᵀ` and `P·V` per key block).
 //! - [`cpu`]: feature detection and the dispatch [`Level`] (`LUME_CPU` lowers it).
 //! - [`act`]: 8-bit activation blocks (A32 for 32-value weight blocks, A256 for K-quants).
 //! - [`dot`]: register-tiled integer block dots per weight type and level (scalar twins in
@@ -24,6 +25,7 @@
 //! Every fast kernel has a scalar twin; tests compare them.
 
 pub mod act;
+pub mod attn;
 pub mod cpu;
 pub mod dot;
 pub mod matmul;

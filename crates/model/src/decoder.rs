@@ -20,7 +20,7 @@ use crate::batch::Batch;
 use crate::cache::Scratch;
 use crate::error::{ModelError, Result};
 use crate::hparams::HParams;
-use crate::layers::attention::{attend_head, AttnParams};
+use crate::layers::attention::{attend_head, attend_tile, AttnParams, TILE_ROWS};
 use crate::layers::ffn::swiglu;
 use crate::layers::kv_cache::KvStore;
 use crate::layers::moe::{MoeFfn, MoeParams};
@@ -242,7 +242,10 @@ impl Decoder {
 }
 
 /// Runs the attention of every batch token against its slot (keys/values already stored).
-/// One task per (token, head), each writing its own `[head_dim_v]` piece of `att`.
+///
+/// A prompt (at least [`TILE_MIN`] tokens of one slot at consecutive positions) goes through
+/// [`attend_tile`]: one task per (KV head, tile of tokens), latest tiles first (they see the
+/// most keys). Otherwise one task per (token, head) with [`attend_head`].
 ///
 /// `q`: `[n, n_head*head_dim]` → `att`: `[n, n_head*head_dim_v]`.
 pub fn attention_batch(
@@ -257,6 +260,35 @@ pub fn attention_batch(
     let n = batch.len();
     assert!(att.len() >= n * od && q.len() >= n * qd);
     let out = SharedMut::new(att);
+    let one_run = n >= TILE_MIN
+        && batch.seq_ids.iter().all(|&s| s == batch.seq_ids[0])
+        && batch.positions.windows(2).all(|w| w[1] == w[0] + 1);
+    if one_run {
+        let slot = batch.seq_ids[0];
+        let group = p.n_head / p.n_head_kv;
+        let tq = (TILE_ROWS / group).max(1);
+        let tiles = n.div_ceil(tq);
+        par_for(p.n_head_kv * tiles, &|task| {
+            let (tile, kvh) = (tiles - 1 - task / p.n_head_kv, task % p.n_head_kv);
+            let (t0, t1) = (tile * tq, ((tile + 1) * tq).min(n));
+            attend_tile(
+                p,
+                kvh,
+                q,
+                &batch.positions,
+                t0,
+                t1,
+                kv.keys(layer, slot),
+                kv.values(layer, slot),
+                &mut |t, h, o| {
+                    // SAFETY: (t, h) belongs to this task's tile and KV head only; `att` is
+                    // borrowed mutably for the whole call.
+                    unsafe { out.slice(t * od + h * p.head_dim_v, p.head_dim_v) }.copy_from_slice(o)
+                },
+            );
+        });
+        return;
+    }
     par_for(n * p.n_head, &|task| {
         let (t, h) = (task / p.n_head, task % p.n_head);
         let slot = batch.seq_ids[t];
@@ -274,6 +306,9 @@ pub fn attention_batch(
         );
     });
 }
+
+/// Fewest tokens of one run that go through the tiled attention.
+pub const TILE_MIN: usize = 4;
 
 /// Copies the rows of `x` (`[n, d]`) whose logits are wanted into `out` (`[n_out, d]`).
 pub fn gather_outputs(batch: &Batch, x: &[f32], d: usize, out: &mut [f32]) -> usize {
