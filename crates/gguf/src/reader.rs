@@ -496,9 +496,7 @@ impl<'a> Cursor<'a> {
     /// Rejects a count whose elements (each at least `min_size` bytes) cannot fit in the rest
     /// of the file.
     fn check_count(&self, n: u64, min_size: u64, what: &str) -> Result<()> {
-        if n.checked_mul(min_size)
-            .is_none_or(|b| b > self.remaining())
-        {
+        if n.checked_mul(min_size).is_none_or(|b| b > self.remaining()) {
             return Err(self.invalid(
                 what.to_string(),
                 format!(
