@@ -50,6 +50,27 @@ fn amax(x: &[f32]) -> f32 {
 
 /// Scalar: quantizes `x` (a multiple of 32 values) into `out` (`x.len() / 32 * 40` bytes).
 pub fn quantize_a32_scalar(x: &[f32], out: &mut [u8]) {
+    a32_scalar::<false>(x, out)
+}
+
+/// Scalar: [`quantize_a32_scalar`] with the block sum as GGUF's Q8_1 keeps it (for weights
+/// with a true minimum, Q4_1 and Q5_1): `s = f16(d · Σq)` with the unrounded `d`.
+pub fn quantize_a32m_scalar(x: &[f32], out: &mut [u8]) {
+    a32_scalar::<true>(x, out)
+}
+
+/// `s` of one block: exact `d16 · Σq`, or Q8_1's f16 rounding of the unrounded `d · Σq`.
+#[inline(always)]
+fn block_sum<const Q8_1: bool>(d: f32, d16: f32, sum: i32) -> f32 {
+    if Q8_1 {
+        round_f16(d * sum as f32)
+    } else {
+        // Exact: an 11-bit d times |Σq| ≤ 4064 fits f32's 24 bits, so kernels may use s / d.
+        d16 * sum as f32
+    }
+}
+
+fn a32_scalar<const Q8_1: bool>(x: &[f32], out: &mut [u8]) {
     for (xb, ob) in x.chunks_exact(32).zip(out.chunks_exact_mut(A32::BYTES)) {
         let d = amax(xb) / 127.0;
         let id = if d > 0.0 { 1.0 / d } else { 0.0 };
@@ -59,10 +80,9 @@ pub fn quantize_a32_scalar(x: &[f32], out: &mut [u8]) {
             sum += q;
             *o = q as i8 as u8;
         }
-        let d = round_f16(d);
-        ob[0..4].copy_from_slice(&d.to_le_bytes());
-        // Exact: an 11-bit d times |Σq| ≤ 4064 fits f32's 24 bits, so kernels may use s / d.
-        ob[4..8].copy_from_slice(&(d * sum as f32).to_le_bytes());
+        let d16 = round_f16(d);
+        ob[0..4].copy_from_slice(&d16.to_le_bytes());
+        ob[4..8].copy_from_slice(&block_sum::<Q8_1>(d, d16, sum).to_le_bytes());
     }
 }
 
@@ -147,6 +167,20 @@ pub mod avx2 {
     /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn quantize_a32(x: &[f32], out: &mut [u8]) {
+        a32::<false>(x, out)
+    }
+
+    /// [`super::quantize_a32m_scalar`] with AVX2 (bit-identical).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn quantize_a32m(x: &[f32], out: &mut [u8]) {
+        a32::<true>(x, out)
+    }
+
+    #[inline(always)]
+    unsafe fn a32<const Q8_1: bool>(x: &[f32], out: &mut [u8]) {
         let nb = x.len() / 32;
         assert!(out.len() >= nb * A32::BYTES);
         for b in 0..nb {
@@ -155,9 +189,9 @@ pub mod avx2 {
             let d = amax_n(xp, 32) / 127.0;
             let id = if d > 0.0 { 1.0 / d } else { 0.0 };
             let sum = quant32(xp, _mm256_set1_ps(id), op.add(A32::Q));
-            let d = round_f16(d);
-            std::ptr::copy_nonoverlapping(d.to_le_bytes().as_ptr(), op, 4);
-            let s = d * sum as f32;
+            let d16 = round_f16(d);
+            std::ptr::copy_nonoverlapping(d16.to_le_bytes().as_ptr(), op, 4);
+            let s = super::block_sum::<Q8_1>(d, d16, sum);
             std::ptr::copy_nonoverlapping(s.to_le_bytes().as_ptr(), op.add(4), 4);
         }
     }

@@ -20,7 +20,8 @@
 //! - [`parallel_for`], [`set_num_threads`], [`num_threads`]: the persistent worker pool
 //!   (default: physical cores).
 //! - Vector helpers (SIMD with scalar twins in [`vec::scalar`]): [`dot_f32`], [`axpy_f32`],
-//!   [`dot_f16_f32`], [`axpy_f16`], [`f32_to_f16_slice`], [`dot_bf16_f32`].
+//!   [`dot_f16_f32`], [`axpy_f16`], [`f32_to_f16_slice`], [`f16_to_f32_slice`],
+//!   [`dot_bf16_f32`].
 //!
 //! Every fast kernel has a scalar twin; tests compare them.
 
@@ -37,7 +38,9 @@ pub use cpu::Level;
 pub use matmul::{matmul, matmul_at, matmul_multi, matmul_multi_at, matmul_reference, MAX_MULTI};
 pub use pool::{num_threads, parallel_for, set_num_threads};
 pub use quants::{can_quantize, dequantize_row, quantize_row, supports};
-pub use vec::{axpy_f16, axpy_f32, dot_bf16_f32, dot_f16_f32, dot_f32, f32_to_f16_slice};
+pub use vec::{
+    axpy_f16, axpy_f32, dot_bf16_f32, dot_f16_f32, dot_f32, f16_to_f32_slice, f32_to_f16_slice,
+};
 
 use gguf::GgmlType;
 

@@ -142,7 +142,7 @@ pub fn matmul_multi_at(level: Level, ws: &[QMatrix], x: &[f32], n: usize, ys: &m
             let (rows, groups) = buf.split_at_mut(n * act_row);
             quantize_rows(quant, x, cols, n, rows, act_row);
             match kind {
-                ActKind::A32 => interleave_a32(rows, n, nb, lanes, groups),
+                ActKind::A32 | ActKind::A32M => interleave_a32(rows, n, nb, lanes, groups),
                 ActKind::A256 => interleave_a256(rows, n, nb, lanes, groups),
             }
             run(groups, group, ys);

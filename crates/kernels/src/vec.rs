@@ -12,6 +12,7 @@ pub struct VecFns {
     pub dot_f16_f32: fn(&[f16], &[f32]) -> f32,
     pub axpy_f16: fn(&mut [f32], f32, &[f16]),
     pub f32_to_f16: fn(&[f32], &mut [f16]),
+    pub f16_to_f32: fn(&[f16], &mut [f32]),
     pub dot_bf16_f32: fn(&[bf16], &[f32]) -> f32,
 }
 
@@ -21,6 +22,7 @@ static SCALAR: VecFns = VecFns {
     dot_f16_f32: scalar::dot_f16_f32,
     axpy_f16: scalar::axpy_f16,
     f32_to_f16: scalar::f32_to_f16,
+    f16_to_f32: scalar::f16_to_f32,
     dot_bf16_f32: scalar::dot_bf16_f32,
 };
 
@@ -33,6 +35,7 @@ static AVX2: VecFns = VecFns {
     dot_f16_f32: |a, b| unsafe { avx2::dot_f16_f32(a, b) },
     axpy_f16: |y, s, x| unsafe { avx2::axpy_f16(y, s, x) },
     f32_to_f16: |x, o| unsafe { avx2::f32_to_f16(x, o) },
+    f16_to_f32: |x, o| unsafe { avx2::f16_to_f32(x, o) },
     dot_bf16_f32: |a, b| unsafe { avx2::dot_bf16_f32(a, b) },
 };
 
@@ -94,6 +97,13 @@ pub fn f32_to_f16_slice(src: &[f32], dst: &mut [f16]) {
     (VecFns::get().f32_to_f16)(src, dst)
 }
 
+/// `dst[i] = src[i]` widened from f16 (exact).
+#[inline]
+pub fn f16_to_f32_slice(src: &[f16], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len());
+    (VecFns::get().f16_to_f32)(src, dst)
+}
+
 /// `Σ a[i]·b[i]` with bf16 `a`.
 #[inline]
 pub fn dot_bf16_f32(a: &[bf16], b: &[f32]) -> f32 {
@@ -124,6 +134,11 @@ pub mod scalar {
     pub fn f32_to_f16(x: &[f32], o: &mut [f16]) {
         for (o, x) in o.iter_mut().zip(x) {
             *o = f16::from_f32(*x);
+        }
+    }
+    pub fn f16_to_f32(x: &[f16], o: &mut [f32]) {
+        for (o, x) in o.iter_mut().zip(x) {
+            *o = x.to_f32();
         }
     }
     pub fn dot_bf16_f32(a: &[bf16], b: &[f32]) -> f32 {
@@ -234,6 +249,18 @@ pub mod avx2 {
             _mm256_storeu_ps(yp, v);
         }
         super::scalar::axpy_f16(&mut y[n8..], a, &x[n8..]);
+    }
+
+    /// # Safety
+    /// Needs AVX2 + F16C; `x.len() == o.len()`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn f16_to_f32(x: &[f16], o: &mut [f32]) {
+        let n8 = x.len() / 8 * 8;
+        for i in (0..n8).step_by(8) {
+            let h = _mm_loadu_si128(x.as_ptr().add(i) as *const __m128i);
+            _mm256_storeu_ps(o.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+        }
+        super::scalar::f16_to_f32(&x[n8..], &mut o[n8..]);
     }
 
     /// # Safety

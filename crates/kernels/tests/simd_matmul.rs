@@ -383,7 +383,11 @@ fn activation_quantizers_are_bit_identical() {
     x[65] = 0.5;
     x[66] = 1.5;
     x[67] = -2.5;
-    for kind in [kernels::dot::ActKind::A32, kernels::dot::ActKind::A256] {
+    for kind in [
+        kernels::dot::ActKind::A32,
+        kernels::dot::ActKind::A32M,
+        kernels::dot::ActKind::A256,
+    ] {
         let len = x.len() / kind.values() * kind.bytes();
         let mut want = vec![0u8; len];
         kernels::dot::quantizer(Level::Scalar, kind)(&x, &mut want);

@@ -79,6 +79,14 @@ fn axpy_and_conversion_match_scalar() {
                 h2.iter().map(|h| h.to_bits()).collect::<Vec<_>>(),
                 "{l} n={n}"
             );
+            let (mut w1, mut w2) = (vec![0f32; n], vec![1f32; n]);
+            (v.f16_to_f32)(&h1, &mut w1);
+            scalar::f16_to_f32(&h1, &mut w2);
+            assert_eq!(
+                w1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                w2.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                "{l} n={n}: f16 -> f32"
+            );
         }
     }
     // The public wrappers use the process level.
