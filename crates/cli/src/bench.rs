@@ -28,6 +28,9 @@ pub struct BenchArgs {
     /// Print a JSON list instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// KV cache element type (llama-bench's `-ctk/-ctv`; default f16 as there).
+    #[arg(long = "kv-type", value_enum, default_value_t = crate::generate::KvTypeArg::F16)]
+    pub kv_type: crate::generate::KvTypeArg,
 }
 
 /// One row of the results, in llama-bench's JSON vocabulary.
@@ -69,7 +72,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     }
     let path = a.model.path()?;
     let need = a.n_prompt.max(a.n_gen).max(1);
-    let mut eng = crate::generate::load_engine(&path, a.threads, Some(need))?;
+    let mut eng = crate::generate::load_engine(&path, a.threads, Some(need), a.kv_type)?;
     let threads = kernels::num_threads();
     let tokens = bench_tokens(need, eng.n_vocab());
 

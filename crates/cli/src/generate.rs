@@ -55,6 +55,25 @@ pub struct LoadArgs {
     /// Context size in tokens (default: the model's, capped at 4096).
     #[arg(short = 'c', long = "ctx-size")]
     pub ctx: Option<usize>,
+    /// KV cache element type: f16 (half the memory, as llama.cpp's default) or f32 (exact).
+    #[arg(long = "kv-type", value_enum, default_value_t = KvTypeArg::F16)]
+    pub kv_type: KvTypeArg,
+}
+
+/// `--kv-type` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvTypeArg {
+    F16,
+    F32,
+}
+
+impl From<KvTypeArg> for engine::KvType {
+    fn from(k: KvTypeArg) -> Self {
+        match k {
+            KvTypeArg::F16 => engine::KvType::F16,
+            KvTypeArg::F32 => engine::KvType::F32,
+        }
+    }
 }
 
 #[derive(Args, Clone, Debug)]
@@ -122,10 +141,16 @@ impl SamplingArgs {
     }
 }
 
-pub fn load_engine(path: &Path, threads: Option<usize>, ctx: Option<usize>) -> Result<Engine> {
+pub fn load_engine(
+    path: &Path,
+    threads: Option<usize>,
+    ctx: Option<usize>,
+    kv_type: KvTypeArg,
+) -> Result<Engine> {
     let opts = EngineOptions {
         threads: threads.unwrap_or(0),
         n_ctx: ctx.unwrap_or(0),
+        kv_type: kv_type.into(),
         ..EngineOptions::default()
     };
     // Engine errors name the file already.
@@ -266,7 +291,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         if ids.is_empty() {
             bail!("--prompt-ids: no ids given");
         }
-        let mut eng = load_engine(&path, a.load.threads, a.load.ctx)?;
+        let mut eng = load_engine(&path, a.load.threads, a.load.ctx, a.load.kv_type)?;
         let out = run_ids(&mut eng, &ids, a)?;
         let mut stdout = std::io::stdout().lock();
         if a.json {
@@ -292,7 +317,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
     } else {
         prompt.clone()
     };
-    let mut eng = load_engine(&path, a.load.threads, a.load.ctx)?;
+    let mut eng = load_engine(&path, a.load.threads, a.load.ctx, a.load.kv_type)?;
     let mut stdout = std::io::stdout().lock();
     let ids = eng.tokenize(&text, true, true);
     if ids.is_empty() {
@@ -362,7 +387,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
 pub fn chat(a: &ChatArgs) -> Result<()> {
     let path = a.load.model.path()?;
     let tmpl = ChatTemplate::from_gguf(&gguf::GgufFile::open(&path)?)?;
-    let mut eng = load_engine(&path, a.load.threads, a.load.ctx)?;
+    let mut eng = load_engine(&path, a.load.threads, a.load.ctx, a.load.kv_type)?;
     let mut msgs: Vec<ChatMessage> = Vec::new();
     if let Some(sys) = &a.system {
         msgs.push(ChatMessage::new("system", sys.as_str()));

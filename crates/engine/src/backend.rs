@@ -51,7 +51,9 @@ impl ModelBackend {
         } else {
             DEFAULT_MAX_CTX
         };
-        let cache = model.new_cache(1, n_ctx).map_err(|e| model_err(&path, e))?;
+        let cache = model
+            .new_cache_typed(1, n_ctx, opts.kv_type)
+            .map_err(|e| model_err(&path, e))?;
         Ok(ModelBackend {
             model,
             cache,

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use gguf::GgufFile;
+use model::KvType;
 use sampling::{Sampler, SamplerConfig};
 use tokenizer::Tokenizer;
 
@@ -23,6 +24,8 @@ pub struct EngineOptions {
     pub n_ctx: usize,
     /// Most prompt tokens per forward call.
     pub batch: usize,
+    /// Element type of the KV cache: f16 (default, as llama.cpp's; half the memory) or f32.
+    pub kv_type: KvType,
 }
 
 impl Default for EngineOptions {
@@ -31,6 +34,7 @@ impl Default for EngineOptions {
             threads: 0,
             n_ctx: 0,
             batch: 512,
+            kv_type: KvType::F16,
         }
     }
 }

@@ -38,6 +38,7 @@ pub mod text;
 
 pub use chat::{ChatMessage, ChatTemplate};
 pub use engine::{Engine, EngineOptions, GenerateParams, DEFAULT_MAX_CTX};
+pub use model::KvType;
 pub use sampling::SamplerConfig;
 pub use session::{GenerateStats, StopReason, TokenEvent};
 

@@ -8,27 +8,28 @@
 //! - **as the reference was made**: the prompt as one batch, then each generated token on its
 //!   own through the KV cache.
 //!
-//! Both must have no argmax flip where the reference margin is > 0.5 and a mean |Δp| ≤ 0.01
-//! (top-10 reference tokens with p > 0.01), as the README asks. The README's worst-step bound
-//! of 0.15 sits at the noise floor of 8-bit activation kernels: one or two steps per file
-//! (smollm2 `chat_capital` step 9, `chat_code_prime` step 12) move between 0.13 and 0.16 as
-//! the kernels' summation order changes, while an exact f32 matmul gives 0.10 (the README's
-//! exact-f32 figure is 0.11, llama.cpp's own settings reach 0.14). So the single worst |Δp|
-//! is bounded by [`WORST_BOUND`] in the one-pass mode, and steps above 0.15 are printed. Evaluated
-//! the way the reference was made, the README's 0.15 holds ([`WORST_BOUND_REFERENCE_PROCEDURE`]).
+//! Both must have no argmax flip where the reference margin is > 0.5, a mean |Δp| ≤ 0.01
+//! (top-10 reference tokens with p > 0.01) and a worst single |Δp| ≤ 0.15, as the README asks.
+//!
+//! Both modes run again with an f16 KV cache (the engine's default; the references used f32):
+//! rounding keys and values to f16 moves the sensitive steps further (2026-11-28: smollm2 worst
+//! 0.163 one pass, 0.128 prompt + cached steps; qwen2 0.040 / 0.075), so the f16 runs are
+//! held to [`WORST_BOUND_F16`]; no flip is tolerated in any run.
+//!
+//! Figures in the f32 runs since Q4_1/Q5_1 weights pair with Q8_1-style activation sums
+//! (`kernels::dot::ActKind::A32M`): smollm2 worst 0.095 one pass, 0.101 prompt + cached steps.
 
 mod common;
 
 use common::argmax;
-use model::{Batch, KvCache, Model};
+use model::{Batch, KvCache, KvType, Model};
 
 /// Cases per reference file in a debug build (all of them in release).
 const DEBUG_CASES: usize = 2;
-/// Worst single |Δp| tolerated in the one-pass mode (see the file docs above).
-const WORST_BOUND: f64 = 0.2;
-/// Worst single |Δp| tolerated when evaluating the way the reference was made: the README's
-/// bound, unchanged.
-const WORST_BOUND_REFERENCE_PROCEDURE: f64 = 0.15;
+/// Worst single |Δp| tolerated with the reference's f32 cache: the README's bound.
+const WORST_BOUND: f64 = 0.15;
+/// Worst single |Δp| tolerated with an f16 KV cache (see the file docs above).
+const WORST_BOUND_F16: f64 = 0.2;
 
 fn log_softmax(row: &[f32]) -> Vec<f64> {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
@@ -92,7 +93,6 @@ fn teacher_forced(catalogue_name: &str, json: &str) {
     let m = Model::load(hub::ensure(catalogue_name).expect("model in the cache")).unwrap();
     let vocab = m.info().vocab;
     let data = load_ref(json);
-    let mut cache = m.new_cache(1, 512).unwrap();
     let cases = data["cases"].as_array().unwrap();
     let n_cases = if cfg!(debug_assertions) {
         println!(
@@ -104,11 +104,19 @@ fn teacher_forced(catalogue_name: &str, json: &str) {
         cases.len()
     };
     let mut failures = Vec::new();
-    for one_pass in [true, false] {
-        let mode = if one_pass {
-            "one pass"
-        } else {
-            "prompt + cached steps"
+    // The engine's default cache is f16 (as llama.cpp's); f32 is the exact reference setting.
+    for (kv, one_pass) in [
+        (KvType::F32, true),
+        (KvType::F32, false),
+        (KvType::F16, true),
+        (KvType::F16, false),
+    ] {
+        let mut cache = m.new_cache_typed(1, 512, kv).unwrap();
+        let mode = match (kv, one_pass) {
+            (KvType::F32, true) => "one pass",
+            (KvType::F32, false) => "prompt + cached steps",
+            (_, true) => "f16 KV, one pass",
+            (_, false) => "f16 KV, prompt + cached steps",
         };
         let (mut total_dp, mut n_dp, mut worst_all) = (0f64, 0usize, 0f64);
         for case in &cases[..n_cases] {
@@ -130,11 +138,13 @@ fn teacher_forced(catalogue_name: &str, json: &str) {
                 if argmax(row) as u32 != gen[k] {
                     if margin > 0.5 {
                         flips += 1;
-                        failures.push(format!(
+                        let msg = format!(
                             "{mode} {name} step {k}: argmax {} != reference {} (margin {margin:.3})",
                             argmax(row),
                             gen[k]
-                        ));
+                        );
+                        println!("  flip: {msg}");
+                        failures.push(msg);
                     } else {
                         small_flips += 1;
                     }
@@ -164,10 +174,10 @@ fn teacher_forced(catalogue_name: &str, json: &str) {
             total_dp += sum;
             n_dp += cnt;
             worst_all = worst_all.max(worst);
-            let bound = if one_pass {
-                WORST_BOUND
+            let bound = if kv == KvType::F16 {
+                WORST_BOUND_F16
             } else {
-                WORST_BOUND_REFERENCE_PROCEDURE
+                WORST_BOUND
             };
             if worst > bound {
                 failures.push(format!("{mode} {name}: worst |dp| {worst:.4} > {bound}"));

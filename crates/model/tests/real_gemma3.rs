@@ -29,7 +29,7 @@ use std::sync::Mutex;
 
 use common::{argmax, max_abs_diff};
 use model::layers::ffn::{set_gelu_mode, GeluMode};
-use model::{Batch, Model};
+use model::{Batch, KvType, Model};
 
 /// The GELU mode is process-wide: tests of this file run one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -79,10 +79,18 @@ fn gemma3_teacher_forced() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let m = load();
     set_gelu_mode(GeluMode::F16Table);
-    let compat = teacher_forced(&m, "f16 GELU");
+    let compat = teacher_forced(&m, "f16 GELU", KvType::F32);
+    let compat16 = teacher_forced(&m, "f16 GELU, f16 KV", KvType::F16);
     set_gelu_mode(GeluMode::Exact);
-    let exact = teacher_forced(&m, "exact GELU");
+    let exact = teacher_forced(&m, "exact GELU", KvType::F32);
     let mut failures = compat.failures;
+    // The engine's default f16 cache: the same systematic checks as the exact GELU below.
+    if compat16.mean > MEAN_DP || compat16.flips > ALLOWED_FLIPS {
+        failures.push(format!(
+            "f16 KV: overall mean |dp| {:.4} (max {MEAN_DP}), {} flips at margin > {FLIP_MARGIN}",
+            compat16.mean, compat16.flips
+        ));
+    }
     if exact.mean > MEAN_DP {
         failures.push(format!(
             "exact GELU: overall mean |dp| {:.4} > {MEAN_DP}",
@@ -106,10 +114,10 @@ struct Outcome {
     failures: Vec<String>,
 }
 
-fn teacher_forced(m: &Model, mode: &str) -> Outcome {
+fn teacher_forced(m: &Model, mode: &str, kv: KvType) -> Outcome {
     let vocab = m.info().vocab;
     let data = references();
-    let mut cache = m.new_cache(1, 512).unwrap();
+    let mut cache = m.new_cache_typed(1, 512, kv).unwrap();
     let mut logits = Vec::new();
     let (mut total_dp, mut n_dp, mut worst_all) = (0f64, 0usize, 0f64);
     let mut flips = Vec::new();

@@ -45,6 +45,8 @@ pub trait KvElem: Copy {
     fn dot(q: &[f32], k: &[Self]) -> f32;
     /// `out[i] += w·v[i]` (SIMD kernel).
     fn axpy(w: f32, v: &[Self], out: &mut [f32]);
+    /// `dst[i] = src[i]` as f32 (SIMD for f16).
+    fn widen(src: &[Self], dst: &mut [f32]);
 }
 
 impl KvElem for f32 {
@@ -60,6 +62,10 @@ impl KvElem for f32 {
     fn axpy(w: f32, v: &[f32], out: &mut [f32]) {
         kernels::axpy_f32(out, w, v)
     }
+    #[inline(always)]
+    fn widen(src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(src)
+    }
 }
 
 impl KvElem for half::f16 {
@@ -74,6 +80,10 @@ impl KvElem for half::f16 {
     #[inline(always)]
     fn axpy(w: f32, v: &[half::f16], out: &mut [f32]) {
         kernels::axpy_f16(out, w, v)
+    }
+    #[inline(always)]
+    fn widen(src: &[half::f16], dst: &mut [f32]) {
+        kernels::f16_to_f32_slice(src, dst)
     }
 }
 
@@ -366,14 +376,23 @@ fn tile_impl<K: KvElem, V: KvElem>(
             for j in 0..KB {
                 if j < nk {
                     let row = (kb0 + j) % cap;
-                    let k = &keys[row * kd + kvh * hd..][..hd];
-                    for (d, kv) in k.iter().enumerate() {
-                        kt[d * KB + j] = kv.get();
+                    // The key widened into the values block's row (overwritten just below),
+                    // then transposed into column j.
+                    let kf = &mut vb[j * hdv..][..hd.min(hdv)];
+                    if hd <= hdv {
+                        K::widen(&keys[row * kd + kvh * hd..][..hd], kf);
+                        for (d, x) in kf.iter().enumerate() {
+                            kt[d * KB + j] = *x;
+                        }
+                    } else {
+                        for (d, kv) in keys[row * kd + kvh * hd..][..hd].iter().enumerate() {
+                            kt[d * KB + j] = kv.get();
+                        }
                     }
-                    let v = &values[row * vd + kvh * hdv..][..hdv];
-                    for (dst, vv) in vb[j * hdv..(j + 1) * hdv].iter_mut().zip(v) {
-                        *dst = vv.get();
-                    }
+                    V::widen(
+                        &values[row * vd + kvh * hdv..][..hdv],
+                        &mut vb[j * hdv..(j + 1) * hdv],
+                    );
                 } else {
                     for d in 0..hd {
                         kt[d * KB + j] = 0.0;
