@@ -1,11 +1,14 @@
-//! Tile kernels of the prompt attention: a tile of query rows against a block of [`KB`] keys.
+//! Tile kernels of the prompt attention: [`RT`] query rows against a block of [`KB`] keys.
 //!
-//! - [`scores`]: `S = Q · Kᵀ` for `rows` query rows (`[rows, hd]`) and one key block given
-//!   transposed (`[hd, KB]`), so the inner loop runs along the keys.
-//! - [`accumulate`]: `O += P · V` with `P`: `[rows, KB]`, `V`: `[KB, hdv]`, `O`: `[rows, hdv]`.
+//! Layouts are key-major so that nothing is transposed per key block (the queries are
+//! transposed once per tile instead):
+//! - [`scores`]: `S[j][i] = Σ_d K[j][d] · Qᵀ[d][i]` with `K`: `[KB, hd]` (the block's keys as
+//!   cached), `Qᵀ`: `[hd, RT]`, `S`: `[KB, RT]`. The inner loop runs along the query rows.
+//! - [`accumulate`]: `O[i][c] += Σ_j P[j][i] · V[j][c]` with `P`: `[KB, RT]`,
+//!   `V`: `[KB, hdv]`, `O`: `[RT, hdv]`.
 //!
 //! One plain source is compiled per dispatch level (scalar, AVX2, AVX-512): the loops are
-//! written so that the compiler vectorizes across independent keys / output columns only, and
+//! written so that the compiler vectorizes across independent rows / output columns only, and
 //! Rust never contracts `a * b + c` into an FMA, so every level computes exactly the same
 //! values in the same order as the scalar twin (the tests check bit equality).
 
@@ -13,123 +16,108 @@ use crate::cpu::{level, Level};
 
 /// Keys per block.
 pub const KB: usize = 64;
-/// Query rows per register tile.
-const R: usize = 4;
-/// Output columns per register tile.
+/// Query rows per tile (unused rows are zero and ignored by the caller).
+pub const RT: usize = 32;
+/// Output columns per register tile of [`accumulate`].
 const C: usize = 64;
+/// Query rows per register tile of [`accumulate`].
+const R: usize = 4;
 
-type ScoresFn = fn(&[f32], &[f32], usize, usize, &mut [f32]);
-type AccumFn = fn(&[f32], &[f32], usize, usize, &mut [f32]);
+type ScoresFn = fn(&[f32], &[f32], usize, &mut [f32]);
+type AccumFn = fn(&[f32], &[f32], usize, &mut [f32]);
 
 #[inline(always)]
-fn scores_body(q: &[f32], kt: &[f32], rows: usize, hd: usize, s: &mut [f32]) {
-    assert!(q.len() >= rows * hd && kt.len() >= hd * KB && s.len() >= rows * KB);
-    for i in 0..rows {
-        scores_row(&q[i * hd..(i + 1) * hd], kt, &mut s[i * KB..(i + 1) * KB]);
+fn scores_body(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
+    assert!(k.len() >= KB * hd && qt.len() >= hd * RT && s.len() >= KB * RT);
+    for j in (0..KB).step_by(2) {
+        scores_pair(
+            &k[j * hd..(j + 2) * hd],
+            qt,
+            hd,
+            &mut s[j * RT..(j + 2) * RT],
+        );
     }
 }
 
-/// One query row against the key block: four partial sums over `d mod 4` (shorter rounding
-/// chains than one running sum: closer to the exact dot), added pairwise at the end.
+/// Two keys against every row: four partial sums over `d mod 4` per (key, row) (shorter
+/// rounding chains than one running sum), added pairwise at the end.
 #[inline(always)]
-fn scores_row(q: &[f32], kt: &[f32], s: &mut [f32]) {
-    let hd = q.len();
-    let mut acc = [[0f32; KB]; 4];
+fn scores_pair(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
+    let mut acc = [[[0f32; RT]; 4]; 2];
     let mut d = 0;
     while d + 4 <= hd {
-        for (c, a) in acc.iter_mut().enumerate() {
-            let qv = q[d + c];
-            let k: &[f32; KB] = kt[(d + c) * KB..(d + c + 1) * KB]
-                .try_into()
-                .expect("KB keys");
-            for j in 0..KB {
-                a[j] += qv * k[j];
+        for c in 0..4 {
+            let q: &[f32; RT] = qt[(d + c) * RT..(d + c + 1) * RT].try_into().expect("RT");
+            for (key, a) in acc.iter_mut().enumerate() {
+                let kv = k[key * hd + d + c];
+                for i in 0..RT {
+                    a[c][i] += kv * q[i];
+                }
             }
         }
         d += 4;
     }
     while d < hd {
-        let qv = q[d];
-        let k: &[f32; KB] = kt[d * KB..(d + 1) * KB].try_into().expect("KB keys");
-        for j in 0..KB {
-            acc[0][j] += qv * k[j];
+        let q: &[f32; RT] = qt[d * RT..(d + 1) * RT].try_into().expect("RT");
+        for (key, a) in acc.iter_mut().enumerate() {
+            let kv = k[key * hd + d];
+            for i in 0..RT {
+                a[0][i] += kv * q[i];
+            }
         }
         d += 1;
     }
-    for j in 0..KB {
-        s[j] = (acc[0][j] + acc[1][j]) + (acc[2][j] + acc[3][j]);
+    for (key, a) in acc.iter().enumerate() {
+        for i in 0..RT {
+            s[key * RT + i] = (a[0][i] + a[1][i]) + (a[2][i] + a[3][i]);
+        }
     }
 }
 
 #[inline(always)]
-fn accum_body(p: &[f32], v: &[f32], rows: usize, hdv: usize, o: &mut [f32]) {
-    assert!(p.len() >= rows * KB && v.len() >= KB * hdv && o.len() >= rows * hdv);
+fn accum_body(p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
+    assert!(p.len() >= KB * RT && v.len() >= KB * hdv && o.len() >= RT * hdv);
     let mut c0 = 0;
     while c0 < hdv {
         let w = C.min(hdv - c0);
-        let mut i = 0;
-        while i + R <= rows {
+        for i in (0..RT).step_by(R) {
             if w == C {
-                accum_tile::<R, C>(p, v, i, c0, hdv, o);
+                accum_tile(p, v, i, c0, hdv, o);
             } else {
-                accum_tail::<R>(p, v, i, c0, w, hdv, o);
+                accum_tail(p, v, i, c0, w, hdv, o);
             }
-            i += R;
-        }
-        while i < rows {
-            if w == C {
-                accum_tile::<1, C>(p, v, i, c0, hdv, o);
-            } else {
-                accum_tail::<1>(p, v, i, c0, w, hdv, o);
-            }
-            i += 1;
         }
         c0 += w;
     }
 }
 
 #[inline(always)]
-fn accum_tile<const N: usize, const W: usize>(
-    p: &[f32],
-    v: &[f32],
-    i0: usize,
-    c0: usize,
-    hdv: usize,
-    o: &mut [f32],
-) {
-    let mut acc = [[0f32; W]; N];
+fn accum_tile(p: &[f32], v: &[f32], i0: usize, c0: usize, hdv: usize, o: &mut [f32]) {
+    let mut acc = [[0f32; C]; R];
     for (r, a) in acc.iter_mut().enumerate() {
-        a.copy_from_slice(&o[(i0 + r) * hdv + c0..][..W]);
+        a.copy_from_slice(&o[(i0 + r) * hdv + c0..][..C]);
     }
     for j in 0..KB {
-        let vr: &[f32; W] = v[j * hdv + c0..][..W].try_into().expect("W columns");
+        let vr: &[f32; C] = v[j * hdv + c0..][..C].try_into().expect("C columns");
         for (r, a) in acc.iter_mut().enumerate() {
-            let pv = p[(i0 + r) * KB + j];
-            for x in 0..W {
+            let pv = p[j * RT + i0 + r];
+            for x in 0..C {
                 a[x] += pv * vr[x];
             }
         }
     }
     for (r, a) in acc.iter().enumerate() {
-        o[(i0 + r) * hdv + c0..][..W].copy_from_slice(a);
+        o[(i0 + r) * hdv + c0..][..C].copy_from_slice(a);
     }
 }
 
 /// Columns `c0..c0 + w` (`w < C`), same order of operations as [`accum_tile`].
 #[inline(always)]
-fn accum_tail<const N: usize>(
-    p: &[f32],
-    v: &[f32],
-    i0: usize,
-    c0: usize,
-    w: usize,
-    hdv: usize,
-    o: &mut [f32],
-) {
-    for r in 0..N {
+fn accum_tail(p: &[f32], v: &[f32], i0: usize, c0: usize, w: usize, hdv: usize, o: &mut [f32]) {
+    for r in 0..R {
         let orow = &mut o[(i0 + r) * hdv + c0..][..w];
         for j in 0..KB {
-            let pv = p[(i0 + r) * KB + j];
+            let pv = p[j * RT + i0 + r];
             let vr = &v[j * hdv + c0..][..w];
             for x in 0..w {
                 orow[x] += pv * vr[x];
@@ -139,11 +127,11 @@ fn accum_tail<const N: usize>(
 }
 
 mod scalar {
-    pub fn scores(q: &[f32], kt: &[f32], rows: usize, hd: usize, s: &mut [f32]) {
-        super::scores_body(q, kt, rows, hd, s)
+    pub fn scores(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
+        super::scores_body(k, qt, hd, s)
     }
-    pub fn accum(p: &[f32], v: &[f32], rows: usize, hdv: usize, o: &mut [f32]) {
-        super::accum_body(p, v, rows, hdv, o)
+    pub fn accum(p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
+        super::accum_body(p, v, hdv, o)
     }
 }
 
@@ -152,26 +140,26 @@ mod x86 {
     /// # Safety
     /// The CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn scores_avx2(q: &[f32], kt: &[f32], rows: usize, hd: usize, s: &mut [f32]) {
-        super::scores_body(q, kt, rows, hd, s)
+    pub unsafe fn scores_avx2(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
+        super::scores_body(k, qt, hd, s)
     }
     /// # Safety
     /// As [`scores_avx2`].
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn accum_avx2(p: &[f32], v: &[f32], rows: usize, hdv: usize, o: &mut [f32]) {
-        super::accum_body(p, v, rows, hdv, o)
+    pub unsafe fn accum_avx2(p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
+        super::accum_body(p, v, hdv, o)
     }
     /// # Safety
     /// The CPU has AVX-512F.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub unsafe fn scores_avx512(q: &[f32], kt: &[f32], rows: usize, hd: usize, s: &mut [f32]) {
-        super::scores_body(q, kt, rows, hd, s)
+    pub unsafe fn scores_avx512(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
+        super::scores_body(k, qt, hd, s)
     }
     /// # Safety
     /// As [`scores_avx512`].
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub unsafe fn accum_avx512(p: &[f32], v: &[f32], rows: usize, hdv: usize, o: &mut [f32]) {
-        super::accum_body(p, v, rows, hdv, o)
+    pub unsafe fn accum_avx512(p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
+        super::accum_body(p, v, hdv, o)
     }
 }
 
@@ -185,29 +173,29 @@ fn fns(level: Level) -> (ScoresFn, AccumFn) {
         if level >= Level::Avx512 {
             // SAFETY (both): AVX-512 levels are only available with AVX-512F present.
             return (
-                |q, k, r, h, s| unsafe { x86::scores_avx512(q, k, r, h, s) },
-                |p, v, r, h, o| unsafe { x86::accum_avx512(p, v, r, h, o) },
+                |k, q, h, s| unsafe { x86::scores_avx512(k, q, h, s) },
+                |p, v, h, o| unsafe { x86::accum_avx512(p, v, h, o) },
             );
         }
         if level >= Level::Avx2 {
             // SAFETY (both): the Avx2 level requires AVX2 and FMA.
             return (
-                |q, k, r, h, s| unsafe { x86::scores_avx2(q, k, r, h, s) },
-                |p, v, r, h, o| unsafe { x86::accum_avx2(p, v, r, h, o) },
+                |k, q, h, s| unsafe { x86::scores_avx2(k, q, h, s) },
+                |p, v, h, o| unsafe { x86::accum_avx2(p, v, h, o) },
             );
         }
     }
     (scalar::scores, scalar::accum)
 }
 
-/// `s[i·KB + j] = Σ_d q[i·hd + d] · kt[d·KB + j]` for `i < rows`, `j < KB`, at `level`.
-pub fn scores_at(level: Level, q: &[f32], kt: &[f32], rows: usize, hd: usize, s: &mut [f32]) {
-    (fns(level).0)(q, kt, rows, hd, s)
+/// `s[j·RT + i] = Σ_d k[j·hd + d] · qt[d·RT + i]` for `j < KB`, `i < RT`, at `level`.
+pub fn scores_at(level: Level, k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
+    (fns(level).0)(k, qt, hd, s)
 }
 
-/// `o[i·hdv + c] += Σ_j p[i·KB + j] · v[j·hdv + c]` for `i < rows`, `c < hdv`, at `level`.
-pub fn accumulate_at(level: Level, p: &[f32], v: &[f32], rows: usize, hdv: usize, o: &mut [f32]) {
-    (fns(level).1)(p, v, rows, hdv, o)
+/// `o[i·hdv + c] += Σ_j p[j·RT + i] · v[j·hdv + c]` for `i < RT`, `c < hdv`, at `level`.
+pub fn accumulate_at(level: Level, p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
+    (fns(level).1)(p, v, hdv, o)
 }
 
 /// The dispatch-level functions, chosen once.
@@ -219,12 +207,12 @@ fn current() -> (ScoresFn, AccumFn) {
 
 /// [`scores_at`] at the process-wide level.
 #[inline]
-pub fn scores(q: &[f32], kt: &[f32], rows: usize, hd: usize, s: &mut [f32]) {
-    (current().0)(q, kt, rows, hd, s)
+pub fn scores(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
+    (current().0)(k, qt, hd, s)
 }
 
 /// [`accumulate_at`] at the process-wide level.
 #[inline]
-pub fn accumulate(p: &[f32], v: &[f32], rows: usize, hdv: usize, o: &mut [f32]) {
-    (current().1)(p, v, rows, hdv, o)
+pub fn accumulate(p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
+    (current().1)(p, v, hdv, o)
 }

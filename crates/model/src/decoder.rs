@@ -243,8 +243,8 @@ impl Decoder {
 
 /// Runs the attention of every batch token against its slot (keys/values already stored).
 ///
-/// A prompt (at least [`TILE_MIN`] tokens of one slot at consecutive positions) goes through
-/// [`attend_tile`]: one task per (KV head, tile of tokens), latest tiles first (they see the
+/// A prompt (at least [`TILE_MIN`] tokens of one slot at consecutive positions; SIMD levels)
+/// goes through [`attend_tile`]: one task per (KV head, tile of tokens), latest tiles first (they see the
 /// most keys). Otherwise one task per (token, head) with [`attend_head`].
 ///
 /// `q`: `[n, n_head*head_dim]` → `att`: `[n, n_head*head_dim_v]`.
@@ -260,7 +260,11 @@ pub fn attention_batch(
     let n = batch.len();
     assert!(att.len() >= n * od && q.len() >= n * qd);
     let out = SharedMut::new(att);
+    // The scalar level is the reference: there every token goes through `attend_head`, so
+    // batching never changes a result bit (`tests/real_scalar.rs`).
     let one_run = n >= TILE_MIN
+        && kernels::cpu::level() != kernels::Level::Scalar
+        && p.n_head / p.n_head_kv <= TILE_ROWS
         && batch.seq_ids.iter().all(|&s| s == batch.seq_ids[0])
         && batch.positions.windows(2).all(|w| w[1] == w[0] + 1);
     if one_run {

@@ -291,7 +291,7 @@ fn attend_head_impl<K: KvElem, V: KvElem>(
 }
 
 /// Query rows of one tile of [`attend_tile`]: tokens × the query heads of one KV head.
-pub const TILE_ROWS: usize = 32;
+pub const TILE_ROWS: usize = kernels::attn::RT;
 
 thread_local! {
     /// Scratch of [`attend_tile`] on this thread, grown when needed (never per call).
@@ -299,13 +299,14 @@ thread_local! {
 }
 
 /// One tile of prompt attention: the query heads of KV head `kvh` for the tokens
-/// `t0..t1` of a batch, whose keys and values are already in the slot's cache rows.
+/// `t0..t1` of a batch (at most [`TILE_ROWS`] rows: tokens × heads per KV head), whose keys
+/// and values are already in the slot's cache rows.
 ///
 /// - `q`: the batch's queries, `[n, n_head * head_dim]`, already rotated.
-/// - `positions`: the batch's positions (`t0..t1` index it).
+/// - `positions`: the batch's positions (`t0..t1` index it), increasing.
 /// - `write(t, h, o)`: receives the `[head_dim_v]` output of token `t`, query head `h`.
 ///
-/// Work is done as small matrix products per block of [`KB`] keys (`S = Q·Kᵀ`, online softmax
+/// Work is done as small matrix products per block of [`KB`] keys (`S = K·Qᵀ`, online softmax
 /// per row, `O += P·V`, see `kernels::attn`), so each key and value is read once per tile
 /// instead of once per query row. Same results as [`attend_head`] up to f32 rounding.
 #[allow(clippy::too_many_arguments)]
@@ -328,7 +329,7 @@ pub fn attend_tile(
     }
 }
 
-use kernels::attn::KB;
+use kernels::attn::{KB, RT};
 
 #[allow(clippy::too_many_arguments)]
 fn tile_impl<K: KvElem, V: KvElem>(
@@ -346,104 +347,98 @@ fn tile_impl<K: KvElem, V: KvElem>(
     let (hd, hdv) = (p.head_dim, p.head_dim_v);
     let (qd, kd, vd) = (p.n_head * hd, p.n_head_kv * hd, p.n_head_kv * hdv);
     let rows = (t1 - t0) * group;
+    assert!(rows <= RT, "attend_tile: {rows} query rows, at most {RT}");
     let cap = keys.len() / kd; // cached rows (a ring buffer holds position p in row p % cap)
+                               // Row r: token t0 + r / group, query head kvh·group + r % group. Unused rows never see a
+                               // key (position "before" every key) and are not written back.
+    let mut pos = [0i64; RT];
+    let mut lo = [i64::MAX; RT];
+    for r in 0..rows {
+        let at = positions[t0 + r / group] as usize;
+        pos[r] = at as i64;
+        lo[r] = p.first_key(at) as i64;
+    }
     TILE_SCRATCH.with(|cell| {
         let mut guard = cell.borrow_mut();
-        let need = rows * hd + hd * KB + rows * KB + KB * hdv + rows * hdv + 2 * rows;
+        let need = hd * RT + KB * hd + KB * RT + KB * hdv + RT * hdv;
         if guard.len() < need {
             guard.resize(need, 0.0);
         }
-        let (qs, rest) = guard.split_at_mut(rows * hd); // [rows, hd]
-        let (kt, rest) = rest.split_at_mut(hd * KB); // [hd, KB]: one key block, transposed
-        let (sc, rest) = rest.split_at_mut(rows * KB); // [rows, KB]: scores, then weights
+        let (qt, rest) = guard.split_at_mut(hd * RT); // [hd, RT]: the queries, transposed
+        let (kb, rest) = rest.split_at_mut(KB * hd); // [KB, hd]: one key block
+        let (sc, rest) = rest.split_at_mut(KB * RT); // [KB, RT]: scores, then weights
         let (vb, rest) = rest.split_at_mut(KB * hdv); // [KB, hdv]: one value block
-        let (o, rest) = rest.split_at_mut(rows * hdv); // [rows, hdv]
-        let (m, rest) = rest.split_at_mut(rows); // running maximum per row
-        let l = &mut rest[..rows]; // running sum of weights per row
-                                   // Row r = (token t0 + r / group, query head kvh·group + r % group).
+        let o = &mut rest[..RT * hdv]; // [RT, hdv]
+        qt.fill(0.0);
         for r in 0..rows {
             let (t, h) = (t0 + r / group, kvh * group + r % group);
-            qs[r * hd..(r + 1) * hd].copy_from_slice(&q[t * qd + h * hd..][..hd]);
+            for (d, x) in q[t * qd + h * hd..][..hd].iter().enumerate() {
+                qt[d * RT + r] = *x;
+            }
         }
         o.fill(0.0);
-        m.fill(f32::NEG_INFINITY);
-        l.fill(0.0);
+        let mut m = [f32::NEG_INFINITY; RT]; // running maximum per row
+        let mut l = [0f32; RT]; // running sum of weights per row
         let first = p.first_key(positions[t0] as usize);
         let last = positions[t1 - 1] as usize;
         let mut kb0 = first;
         while kb0 <= last {
             let nk = KB.min(last + 1 - kb0);
+            for j in 0..nk {
+                let row = (kb0 + j) % cap;
+                K::widen(
+                    &keys[row * kd + kvh * hd..][..hd],
+                    &mut kb[j * hd..(j + 1) * hd],
+                );
+                V::widen(
+                    &values[row * vd + kvh * hdv..][..hdv],
+                    &mut vb[j * hdv..(j + 1) * hdv],
+                );
+            }
+            kb[nk * hd..].fill(0.0);
+            vb[nk * hdv..].fill(0.0);
+            kernels::attn::scores(kb, qt, hd, sc);
+            // Scale, soft-cap and mask (key kp is visible to row i when lo[i] <= kp <= pos[i]),
+            // then the block maximum of each row; loops run along the rows (vectorized).
+            let mut bmax = [f32::NEG_INFINITY; RT];
             for j in 0..KB {
-                if j < nk {
-                    let row = (kb0 + j) % cap;
-                    // The key widened into the values block's row (overwritten just below),
-                    // then transposed into column j.
-                    let kf = &mut vb[j * hdv..][..hd.min(hdv)];
-                    if hd <= hdv {
-                        K::widen(&keys[row * kd + kvh * hd..][..hd], kf);
-                        for (d, x) in kf.iter().enumerate() {
-                            kt[d * KB + j] = *x;
-                        }
-                    } else {
-                        for (d, kv) in keys[row * kd + kvh * hd..][..hd].iter().enumerate() {
-                            kt[d * KB + j] = kv.get();
-                        }
+                let kp = (kb0 + j) as i64;
+                let srow: &mut [f32; RT] = (&mut sc[j * RT..(j + 1) * RT]).try_into().expect("RT");
+                if let Some(cap) = p.softcap {
+                    for v in srow.iter_mut() {
+                        *v = cap * (*v * p.scale / cap).tanh();
                     }
-                    V::widen(
-                        &values[row * vd + kvh * hdv..][..hdv],
-                        &mut vb[j * hdv..(j + 1) * hdv],
-                    );
                 } else {
-                    for d in 0..hd {
-                        kt[d * KB + j] = 0.0;
+                    for v in srow.iter_mut() {
+                        *v *= p.scale;
                     }
-                    vb[j * hdv..(j + 1) * hdv].fill(0.0);
+                }
+                for i in 0..RT {
+                    let visible = j < nk && kp <= pos[i] && kp >= lo[i];
+                    srow[i] = if visible { srow[i] } else { f32::NEG_INFINITY };
+                    bmax[i] = bmax[i].max(srow[i]);
                 }
             }
-            kernels::attn::scores(qs, kt, rows, hd, sc);
             for r in 0..rows {
-                let pos = positions[t0 + r / group] as usize;
-                let lo = p.first_key(pos);
-                let srow = &mut sc[r * KB..(r + 1) * KB];
-                let mut bmax = f32::NEG_INFINITY;
-                for (j, s) in srow.iter_mut().enumerate() {
-                    let kp = kb0 + j;
-                    if j < nk && kp <= pos && kp >= lo {
-                        let mut v = *s * p.scale;
-                        if let Some(cap) = p.softcap {
-                            v = cap * (v / cap).tanh();
-                        }
-                        *s = v;
-                        bmax = bmax.max(v);
-                    } else {
-                        *s = f32::NEG_INFINITY;
-                    }
-                }
-                if bmax == f32::NEG_INFINITY {
-                    srow.fill(0.0);
-                    continue;
-                }
-                if bmax > m[r] {
+                if bmax[r] > m[r] {
                     // New maximum: rescale what this row accumulated so far.
-                    let c = ops::exp_fast(m[r] - bmax);
+                    let c = ops::exp_fast(m[r] - bmax[r]);
                     l[r] *= c;
                     for x in &mut o[r * hdv..(r + 1) * hdv] {
                         *x *= c;
                     }
-                    m[r] = bmax;
+                    m[r] = bmax[r];
                 }
-                let mut sum = 0f32;
-                for s in srow.iter_mut() {
-                    *s = if *s == f32::NEG_INFINITY {
-                        0.0
-                    } else {
-                        ops::exp_fast(*s - m[r])
-                    };
-                    sum += *s;
-                }
-                l[r] += sum;
             }
-            kernels::attn::accumulate(sc, vb, rows, hdv, o);
+            for j in 0..KB {
+                let srow: &mut [f32; RT] = (&mut sc[j * RT..(j + 1) * RT]).try_into().expect("RT");
+                for i in 0..RT {
+                    let e = ops::exp_fast(srow[i] - m[i]);
+                    srow[i] = if srow[i] == f32::NEG_INFINITY { 0.0 } else { e };
+                    l[i] += srow[i];
+                }
+            }
+            kernels::attn::accumulate(sc, vb, hdv, o);
             kb0 += KB;
         }
         for r in 0..rows {
