@@ -259,19 +259,37 @@ impl<'a> Plan<'a> {
         let (ri, ti) = (i % self.row_chunks, i / self.row_chunks);
         let (r0, t0) = (ri * self.rc, ti * self.tc);
         let (rows, row_bytes) = (self.w.rows, self.w.row_bytes());
-        let g = Region {
+        let (g_rows, g_tokens) = (self.rc.min(rows - r0), self.tc.min(self.n - t0));
+        let mut g = Region {
             // SAFETY (all offsets): r0 < rows and t0 < n, so they stay inside their buffers.
             w: self.w.data.as_ptr().add(r0 * row_bytes),
             w_stride: row_bytes,
             nb: self.w.cols / self.w.ty.block_size(),
-            rows: self.rc.min(rows - r0),
+            rows: g_rows,
             a: self.act.as_ptr().add(t0 / self.lanes * self.act_row),
             a_stride: self.act_row,
-            tokens: self.tc.min(self.n - t0),
+            tokens: g_tokens,
             y: self.y.0.add(t0 * rows + r0),
             y_stride: rows,
         };
-        (self.f)(&g)
+        if self.rc * self.tc > PP_ROWS * PP_TOKENS || g_tokens == 1 {
+            return (self.f)(&g);
+        }
+        // Prompt tiles write their outputs to a small dense block first: written straight into
+        // `y`, one tile's column of outputs lands on addresses `rows · 4` bytes apart, which for
+        // 1024 or 2048 rows all fall in the same cache set.
+        let mut block = [0f32; PP_ROWS * PP_TOKENS]; // [g_tokens, g_rows]
+        g.y = block.as_mut_ptr();
+        g.y_stride = g_rows;
+        (self.f)(&g);
+        for t in 0..g_tokens {
+            // SAFETY: row t0 + t of `y`, columns r0..r0 + g_rows: inside `y`, this task's own.
+            std::ptr::copy_nonoverlapping(
+                block.as_ptr().add(t * g_rows),
+                self.y.0.add((t0 + t) * rows + r0),
+                g_rows,
+            );
+        }
     }
 }
 
