@@ -278,17 +278,21 @@ impl<'a> Plan<'a> {
         // Prompt tiles write their outputs to a small dense block first: written straight into
         // `y`, one tile's column of outputs lands on addresses `rows · 4` bytes apart, which for
         // 1024 or 2048 rows all fall in the same cache set.
-        let mut block = [0f32; PP_ROWS * PP_TOKENS]; // [g_tokens, g_rows]
-        g.y = block.as_mut_ptr();
+        // [g_tokens, g_rows], every value written by the kernel before it is read.
+        let mut block = std::mem::MaybeUninit::<[f32; PP_ROWS * PP_TOKENS]>::uninit();
+        let bp = block.as_mut_ptr() as *mut f32;
+        g.y = bp;
         g.y_stride = g_rows;
         (self.f)(&g);
         for t in 0..g_tokens {
-            // SAFETY: row t0 + t of `y`, columns r0..r0 + g_rows: inside `y`, this task's own.
-            std::ptr::copy_nonoverlapping(
-                block.as_ptr().add(t * g_rows),
-                self.y.0.add((t0 + t) * rows + r0),
-                g_rows,
-            );
+            // SAFETY: row t0 + t of `y`, columns r0..r0 + g_rows: inside `y`, this task's own;
+            // the block's row t was written by the kernel (the region covers it).
+            let dst = std::slice::from_raw_parts_mut(self.y.0.add((t0 + t) * rows + r0), g_rows);
+            let src = std::slice::from_raw_parts(bp.add(t * g_rows), g_rows);
+            // A plain loop (a few dozen values): inlined, where `copy_from_slice` calls memmove.
+            for (d, v) in dst.iter_mut().zip(src) {
+                *d = *v;
+            }
         }
     }
 }
