@@ -33,11 +33,21 @@ enum Buf {
     F16(Vec<f16>),
 }
 
+/// `n` zero f16 values from zeroed memory (`vec![f16::ZERO; n]` would write every element,
+/// making the whole cache resident up front; zeroed pages are only touched as positions fill).
+fn zeroed_f16(n: usize) -> Vec<f16> {
+    let mut v = std::mem::ManuallyDrop::new(vec![0u16; n]);
+    let (ptr, len, cap) = (v.as_mut_ptr(), v.len(), v.capacity());
+    // SAFETY: `half::f16` is `#[repr(transparent)]` over `u16` (same size and alignment, every
+    // bit pattern valid, 0 is +0.0); the allocation moves from `v` (not dropped) to the result.
+    unsafe { Vec::from_raw_parts(ptr as *mut f16, len, cap) }
+}
+
 impl Buf {
     fn new(ty: KvType, n: usize) -> Buf {
         match ty {
             KvType::F32 => Buf::F32(vec![0.0; n]),
-            KvType::F16 => Buf::F16(vec![f16::ZERO; n]),
+            KvType::F16 => Buf::F16(zeroed_f16(n)),
         }
     }
 
