@@ -1,6 +1,8 @@
 //! Runs one matmul shape in a loop, for profiling under `perf stat` (CPU time is robust when
 //! the machine is shared, wall time is not):
 //! `mmloop TYPE ROWS COLS N ITERS [THREADS]`, e.g. `perf stat -e task-clock mmloop Q4_1 576 576 512 50 1`.
+//! Also prints the best single iteration as GMAC/s (multiply-adds per second), the figure the
+//! kernel rows of docs/PERFORMANCE.md quote.
 
 use gguf::GgmlType;
 use kernels::{matmul, quantize_row, QMatrix};
@@ -41,16 +43,22 @@ fn main() {
     let mut y = vec![0f32; n * rows];
     matmul(&w, &x, n, &mut y);
     let t = std::time::Instant::now();
+    let mut best = f64::MAX;
     for _ in 0..iters {
+        let ti = std::time::Instant::now();
         matmul(&w, &x, n, &mut y);
+        best = best.min(ti.elapsed().as_secs_f64());
     }
     let s = t.elapsed().as_secs_f64();
     let flop = 2.0 * (rows * cols * n * iters) as f64;
     println!(
-        "{} {rows}x{cols} n={n}: {:.3} ms/iter wall, {:.1} GFLOP/s wall, {:.2} GB/s weights wall",
+        "{} {rows}x{cols} n={n}: {:.3} ms/iter wall, {:.1} GFLOP/s wall, {:.2} GB/s weights wall; \
+         best {:.3} ms = {:.1} GMAC/s",
         ty.name(),
         s * 1e3 / iters as f64,
         flop / s / 1e9,
-        (data.len() * iters) as f64 / s / 1e9
+        (data.len() * iters) as f64 / s / 1e9,
+        best * 1e3,
+        (rows * cols * n) as f64 / best / 1e9
     );
 }

@@ -108,9 +108,15 @@ fn windowed_cache_with_two_slots() {
         }
         pos += n;
     }
-    assert_eq!(max_abs_diff(&got0, &want0), 0.0);
-    assert_eq!(max_abs_diff(&got1, &want1), 0.0);
+    // Different batching (two slots per batch here, one above) takes different attention paths
+    // (per token vs prompt tiles), which round differently: equal within BATCHING_TOL.
+    assert!(max_abs_diff(&got0, &want0) <= BATCHING_TOL);
+    assert!(max_abs_diff(&got1, &want1) <= BATCHING_TOL);
 }
+
+/// Logit difference allowed between two batchings of the same tokens (f32 rounding of the
+/// tiled prompt attention vs the per-token one; 0 at `LUME_CPU=scalar`).
+const BATCHING_TOL: f32 = 1e-4;
 
 /// A windowed cache can go back as far as its rings remember (at least MAX_BATCH positions),
 /// and then continues exactly like the plain cache; further back is a clear error.
@@ -134,7 +140,7 @@ fn windowed_cache_truncation() {
 
     ring.truncate(0, back).unwrap();
     let again = feed(&m, &mut ring, 0, &toks[back..], &[100, 1, 411]);
-    assert_eq!(max_abs_diff(&again, &want[back * 512..]), 0.0);
+    assert!(max_abs_diff(&again, &want[back * 512..]) <= BATCHING_TOL);
 
     // Cleared, it starts over like new.
     ring.truncate(0, 0).unwrap();
