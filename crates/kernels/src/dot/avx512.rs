@@ -54,12 +54,62 @@ unsafe fn store16(g: &Region, r: usize, t0: usize, v: __m512) {
     }
 }
 
+/// A 512-bit prompt tile: `N` weight rows × `G` groups of 16 tokens (`a[j]`); lane `t` of
+/// result `[i][j]` is row `i`, token `t` of group `j`. Each weight broadcast feeds `G` products.
+trait Tile16 {
+    /// # Safety
+    /// `w[i]` points at `nb` weight blocks, `a[j]` at `nb` interleaved activation blocks; the
+    /// CPU has AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+    unsafe fn tile<const N: usize, const G: usize>(
+        w: [*const u8; N],
+        a: [*const u8; G],
+        nb: usize,
+    ) -> [[__m512; G]; N];
+}
+
+/// `R`-row tiles (then single rows) over `G` token groups starting at group `gi`.
+#[inline(always)]
+unsafe fn rows16<T: Tile16, const G: usize>(g: &Region, gi: usize) {
+    let a: [*const u8; G] = std::array::from_fn(|j| g.a.add((gi + j) * g.a_stride));
+    let mut r0 = 0;
+    while r0 + R <= g.rows {
+        let w: [*const u8; R] = std::array::from_fn(|i| g.w.add((r0 + i) * g.w_stride));
+        let out = T::tile::<R, G>(w, a, g.nb);
+        for (i, v) in out.iter().enumerate() {
+            for (j, vj) in v.iter().enumerate() {
+                store16(g, r0 + i, 16 * (gi + j), *vj);
+            }
+        }
+        r0 += R;
+    }
+    while r0 < g.rows {
+        let out = T::tile::<1, G>([g.w.add(r0 * g.w_stride)], a, g.nb);
+        for (j, vj) in out[0].iter().enumerate() {
+            store16(g, r0, 16 * (gi + j), *vj);
+        }
+        r0 += 1;
+    }
+}
+
+/// A region whose `a` points at groups of 16 tokens (`a_stride` bytes apart): two groups per
+/// tile, a single one at the end.
+#[inline(always)]
+unsafe fn region16<T: Tile16>(g: &Region) {
+    let groups = g.tokens.div_ceil(16);
+    let mut gi = 0;
+    while gi + 2 <= groups {
+        rows16::<T, 2>(g, gi);
+        gi += 2;
+    }
+    if gi < groups {
+        rows16::<T, 1>(g, gi);
+    }
+}
+
 /// Prompt kernel for the 32-value block types over [`A32x16`] activations.
 pub struct X16<U>(PhantomData<U>);
 
-impl<U: Unpack32> X16<U> {
-    /// `N` rows × `G` groups of 16 tokens (`a[j]`): lane `t` of result `[i][j]` is row `i`,
-    /// token `t` of group `j`. Each weight broadcast feeds `G` products.
+impl<U: Unpack32> Tile16 for X16<U> {
     #[inline(always)]
     unsafe fn tile<const N: usize, const G: usize>(
         w: [*const u8; N],
@@ -107,51 +157,12 @@ impl<U: Unpack32> X16<U> {
         }
         acc
     }
-
-    /// `N`-row tiles over `G` token groups starting at group `gi`.
-    #[inline(always)]
-    unsafe fn rows<const G: usize>(g: &Region, gi: usize) {
-        let a: [*const u8; G] = std::array::from_fn(|j| g.a.add((gi + j) * g.a_stride));
-        let mut r0 = 0;
-        while r0 + R <= g.rows {
-            let w: [*const u8; R] = std::array::from_fn(|i| g.w.add((r0 + i) * g.w_stride));
-            let out = Self::tile::<R, G>(w, a, g.nb);
-            for (i, v) in out.iter().enumerate() {
-                for (j, vj) in v.iter().enumerate() {
-                    store16(g, r0 + i, 16 * (gi + j), *vj);
-                }
-            }
-            r0 += R;
-        }
-        while r0 < g.rows {
-            let out = Self::tile::<1, G>([g.w.add(r0 * g.w_stride)], a, g.nb);
-            for (j, vj) in out[0].iter().enumerate() {
-                store16(g, r0, 16 * (gi + j), *vj);
-            }
-            r0 += 1;
-        }
-    }
-
-    /// A region whose `a` points at groups of 16 tokens (`a_stride` bytes apart).
-    #[inline(always)]
-    unsafe fn region(g: &Region) {
-        let groups = g.tokens.div_ceil(16);
-        let mut gi = 0;
-        while gi + 2 <= groups {
-            Self::rows::<2>(g, gi);
-            gi += 2;
-        }
-        if gi < groups {
-            Self::rows::<1>(g, gi);
-        }
-    }
 }
 
 /// Prompt kernel for the K-quants over [`A256x16`] activations.
 pub struct KX16<U>(PhantomData<U>);
 
-impl<U: UnpackK> KX16<U> {
-    /// `N` rows × `G` groups of 16 tokens, as [`X16::tile`].
+impl<U: UnpackK> Tile16 for KX16<U> {
     #[inline(always)]
     unsafe fn tile<const N: usize, const G: usize>(
         w: [*const u8; N],
@@ -216,43 +227,6 @@ impl<U: UnpackK> KX16<U> {
         }
         acc
     }
-
-    /// `N`-row tiles over `G` token groups starting at group `gi`.
-    #[inline(always)]
-    unsafe fn rows<const G: usize>(g: &Region, gi: usize) {
-        let a: [*const u8; G] = std::array::from_fn(|j| g.a.add((gi + j) * g.a_stride));
-        let mut r0 = 0;
-        while r0 + R <= g.rows {
-            let w: [*const u8; R] = std::array::from_fn(|i| g.w.add((r0 + i) * g.w_stride));
-            let out = Self::tile::<R, G>(w, a, g.nb);
-            for (i, v) in out.iter().enumerate() {
-                for (j, vj) in v.iter().enumerate() {
-                    store16(g, r0 + i, 16 * (gi + j), *vj);
-                }
-            }
-            r0 += R;
-        }
-        while r0 < g.rows {
-            let out = Self::tile::<1, G>([g.w.add(r0 * g.w_stride)], a, g.nb);
-            for (j, vj) in out[0].iter().enumerate() {
-                store16(g, r0, 16 * (gi + j), *vj);
-            }
-            r0 += 1;
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn region(g: &Region) {
-        let groups = g.tokens.div_ceil(16);
-        let mut gi = 0;
-        while gi + 2 <= groups {
-            Self::rows::<2>(g, gi);
-            gi += 2;
-        }
-        if gi < groups {
-            Self::rows::<1>(g, gi);
-        }
-    }
 }
 
 macro_rules! region16 {
@@ -262,7 +236,7 @@ macro_rules! region16 {
         /// AVX2, FMA, F16C.
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
         unsafe fn $name(g: &Region) {
-            <$kern>::region(g)
+            region16::<$kern>(g)
         }
     };
 }
