@@ -15,7 +15,7 @@
 //! to f16), and gemma3's references were made that way. lume's default is the exact f32 GELU
 //! (which matches the Hugging Face tiny-model references to 1e-5; the f16 table is 5e-3 off
 //! there). Measured against these references (all levels, 2026-11-28):
-//! - `GeluMode::F16Table`: worst |dp| 0.088 (avx512vnni), 0.163 (avx2), 0.147 (scalar), no flip.
+//! - `GeluMode::F16Table`: worst |dp| 0.144 (avx512vnni), 0.146 (avx2), 0.191 (scalar), no flip.
 //! - `GeluMode::Exact`: worst 0.196 / 0.223 / 0.243, and at avx2 one flip at margin 0.70
 //!   (quick_fox step 0), where even an exact f32 computation on dequantized weights is 0.200
 //!   away from the reference: the reference's own GELU rounding moves that step.
