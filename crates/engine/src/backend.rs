@@ -29,28 +29,7 @@ impl ModelBackend {
     pub fn load(file: GgufFile, opts: &EngineOptions) -> Result<ModelBackend, EngineError> {
         let path = file.path().to_path_buf();
         let model = Model::from_gguf(file).map_err(|e| model_err(&path, e))?;
-        let info = model.info();
-        // A context larger than the model was trained for is refused: it would only cost
-        // memory (the KV cache is allocated up front) for positions the model cannot use.
-        let limit = if info.n_ctx_train > 0 {
-            info.n_ctx_train
-        } else {
-            FALLBACK_CTX_LIMIT
-        };
-        if opts.n_ctx > limit {
-            return Err(EngineError::ContextTooLarge {
-                path,
-                n_ctx: opts.n_ctx,
-                limit,
-            });
-        }
-        let n_ctx = if opts.n_ctx > 0 {
-            opts.n_ctx
-        } else if info.n_ctx_train > 0 {
-            info.n_ctx_train.min(DEFAULT_MAX_CTX)
-        } else {
-            DEFAULT_MAX_CTX
-        };
+        let n_ctx = context_size(&model, opts.n_ctx, &path)?;
         let cache = model
             .new_cache_typed(1, n_ctx, opts.kv_type)
             .map_err(|e| model_err(&path, e))?;
@@ -66,6 +45,32 @@ impl ModelBackend {
     pub fn model(&self) -> &Model {
         &self.model
     }
+}
+
+/// The context to allocate when `asked` (0 = the model's, capped at [`DEFAULT_MAX_CTX`]) is
+/// requested. A context larger than the model was trained for is refused: it would only cost
+/// memory (the KV cache is allocated up front) for positions the model cannot use.
+pub fn context_size(model: &Model, asked: usize, path: &std::path::Path) -> Result<usize, EngineError> {
+    let info = model.info();
+    let limit = if info.n_ctx_train > 0 {
+        info.n_ctx_train
+    } else {
+        FALLBACK_CTX_LIMIT
+    };
+    if asked > limit {
+        return Err(EngineError::ContextTooLarge {
+            path: path.to_path_buf(),
+            n_ctx: asked,
+            limit,
+        });
+    }
+    Ok(if asked > 0 {
+        asked
+    } else if info.n_ctx_train > 0 {
+        info.n_ctx_train.min(DEFAULT_MAX_CTX)
+    } else {
+        DEFAULT_MAX_CTX
+    })
 }
 
 /// Model errors name the key or tensor; add the file (GGUF errors carry it already).

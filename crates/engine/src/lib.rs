@@ -26,6 +26,9 @@
 //!   characters only, holding back what may be the start of a stop string.
 //! - [`session`]: the generation and scoring loops over a [`session::Forward`] model and a
 //!   [`session::Vocab`]; a [`session::Session`] reuses the KV cache prefix across requests.
+//! - [`scheduler`]: [`Scheduler`] — many requests sharing one model: one loop thread, one
+//!   batch per step from every active sequence (continuous batching, chunked prefill), a
+//!   KV-cache slot per sequence with prefix reuse, a bounded queue; [`metrics`] is what it counts.
 //! - [`logprobs`]: top-N log-probabilities of a logits row.
 //! - [`EngineError`]: everything that can fail, naming the file, key or token at fault.
 
@@ -33,6 +36,8 @@ mod backend;
 pub mod chat;
 mod engine;
 pub mod logprobs;
+pub mod metrics;
+pub mod scheduler;
 pub mod session;
 pub mod text;
 
@@ -40,6 +45,11 @@ pub use chat::{ChatMessage, ChatTemplate};
 pub use engine::{Engine, EngineOptions, GenerateParams, DEFAULT_MAX_CTX};
 pub use model::KvType;
 pub use sampling::SamplerConfig;
+pub use metrics::{Metrics, MetricsSnapshot};
+pub use scheduler::{
+    Event, Finish, GenToken, Request, RequestId, Scheduler, SchedulerOptions, Sink, SlotInfo,
+    SubmitError, TokenLogprob,
+};
 pub use session::{GenerateStats, StopReason, TokenEvent};
 
 use std::path::PathBuf;
@@ -74,6 +84,9 @@ pub enum EngineError {
     EmptyPrompt,
     #[error("token id {id} is out of range (vocabulary of {n_vocab})")]
     BadToken { id: u32, n_vocab: usize },
+    /// Something went wrong inside the engine (a thread could not start, a forward pass failed).
+    #[error("{msg}")]
+    Internal { msg: String },
     #[error("{n_tokens} tokens do not fit in the context of {n_ctx} (use a larger --ctx-size)")]
     ContextTooLong { n_tokens: usize, n_ctx: usize },
 }
