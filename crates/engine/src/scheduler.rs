@@ -21,7 +21,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -189,9 +189,6 @@ struct State {
     closing: bool,
     /// End now: cancel whatever is left.
     stop_now: bool,
-    /// Requests holding a slot (kept by the loop).
-    running: usize,
-    slots: Vec<SlotInfo>,
 }
 
 struct Shared {
@@ -200,6 +197,10 @@ struct Shared {
     /// loop when it finishes.
     wake: Condvar,
     metrics: Mutex<Metrics>,
+    /// What each slot is doing (updated by the loop as requests come and go).
+    slots: Mutex<Vec<SlotInfo>>,
+    /// Requests holding a slot.
+    running: AtomicUsize,
     next_id: AtomicU64,
     done: AtomicBool,
 }
@@ -271,9 +272,9 @@ impl Scheduler {
                 cancelled: Vec::new(),
                 closing: false,
                 stop_now: false,
-                running: 0,
-                slots: (0..n_slots).map(SlotInfo::idle).collect(),
             }),
+            slots: Mutex::new((0..n_slots).map(SlotInfo::idle).collect()),
+            running: AtomicUsize::new(0),
             wake: Condvar::new(),
             metrics: Mutex::new(Metrics::new(n_slots, n_ctx)),
             next_id: AtomicU64::new(1),
@@ -374,7 +375,8 @@ impl Scheduler {
             return Err(SubmitError::ShuttingDown);
         }
         // Requests that can start at once (a free slot) never count against the queue.
-        let free = self.inner.n_slots.saturating_sub(st.running);
+        let running = shared.running.load(Ordering::Acquire);
+        let free = self.inner.n_slots.saturating_sub(running);
         let waiting = st.queue.len().saturating_sub(free);
         if waiting >= self.inner.queue_limit {
             drop(st);
@@ -411,8 +413,9 @@ impl Scheduler {
     /// A copy of the counters and histograms.
     pub fn metrics(&self) -> MetricsSnapshot {
         let st = self.inner.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (running, waiting) = (st.running, st.queue.len());
+        let waiting = st.queue.len();
         drop(st);
+        let running = self.inner.shared.running.load(Ordering::Acquire);
         let mut m = self
             .inner
             .shared
@@ -427,8 +430,8 @@ impl Scheduler {
 
     /// What each slot is doing.
     pub fn slots(&self) -> Vec<SlotInfo> {
-        let st = self.inner.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.slots.clone()
+        let sl = self.inner.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
+        sl.clone()
     }
 
     /// Stops accepting requests and lets the ones in flight (running and queued) finish for at
@@ -538,7 +541,7 @@ impl Loop {
         step_tokens: usize,
         path: PathBuf,
     ) -> Loop {
-        let n_slots = shared.state.lock().map(|s| s.slots.len()).unwrap_or(1);
+        let n_slots = shared.slots.lock().map(|s| s.len()).unwrap_or(1);
         let n_vocab = model.info().vocab;
         Loop {
             model,
@@ -580,7 +583,7 @@ impl Loop {
         }
         let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
         st.queue.clear();
-        st.running = 0;
+        self.shared.running.store(0, Ordering::Release);
         self.shared.done.store(true, Ordering::Release);
         drop(st);
         self.shared.wake.notify_all();
@@ -615,7 +618,6 @@ impl Loop {
                 self.start(s, p);
             }
             let busy = self.slots.iter().filter(|s| s.active.is_some()).count();
-            st.running = busy;
             if busy > 0 {
                 return true;
             }
@@ -686,6 +688,7 @@ impl Loop {
             last_token: None,
         });
         self.slots[s].used = self.step;
+        self.shared.running.fetch_add(1, Ordering::AcqRel);
         if !ok {
             self.leave(s, Leave::Cancelled);
         }
@@ -800,6 +803,7 @@ impl Loop {
             self.slots[s].cached.clear();
             let _ = self.cache.truncate(s, 0);
             if let Some(mut a) = self.slots[s].active.take() {
+                self.shared.running.fetch_sub(1, Ordering::AcqRel);
                 (a.sink)(Event::Error(EngineError::Internal { msg: msg.clone() }));
                 let mut m = self.shared.metrics.lock().unwrap_or_else(|e| e.into_inner());
                 m.finished.abort += 1;
@@ -906,6 +910,14 @@ impl Loop {
         };
         self.slots[s].used = self.step;
         // A prompt cut short leaves a partial prompt in the slot: still a valid prefix.
+        self.shared.running.fetch_sub(1, Ordering::AcqRel);
+        {
+            let mut sl = self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
+            sl[s] = SlotInfo {
+                n_cached: self.slots[s].cached.len(),
+                ..SlotInfo::idle(s)
+            };
+        }
         let now = Instant::now();
         let mut m = self.shared.metrics.lock().unwrap_or_else(|e| e.into_inner());
         match why {
@@ -934,10 +946,10 @@ impl Loop {
 
     /// Copies the slot view and the KV usage for `/slots` and `/metrics`.
     fn publish(&mut self) {
-        let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sl = self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
         let mut used = 0;
         for (s, slot) in self.slots.iter().enumerate() {
-            let info = &mut st.slots[s];
+            let info = &mut sl[s];
             info.n_cached = slot.cached.len();
             match &slot.active {
                 Some(a) => {
@@ -955,8 +967,7 @@ impl Loop {
                 }
             }
         }
-        st.running = self.slots.iter().filter(|s| s.active.is_some()).count();
-        drop(st);
+        drop(sl);
         self.shared
             .metrics
             .lock()
