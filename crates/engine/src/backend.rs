@@ -50,7 +50,11 @@ impl ModelBackend {
 /// The context to allocate when `asked` (0 = the model's, capped at [`DEFAULT_MAX_CTX`]) is
 /// requested. A context larger than the model was trained for is refused: it would only cost
 /// memory (the KV cache is allocated up front) for positions the model cannot use.
-pub fn context_size(model: &Model, asked: usize, path: &std::path::Path) -> Result<usize, EngineError> {
+pub fn context_size(
+    model: &Model,
+    asked: usize,
+    path: &std::path::Path,
+) -> Result<usize, EngineError> {
     let info = model.info();
     let limit = if info.n_ctx_train > 0 {
         info.n_ctx_train

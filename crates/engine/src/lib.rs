@@ -43,9 +43,9 @@ pub mod text;
 
 pub use chat::{ChatMessage, ChatTemplate};
 pub use engine::{Engine, EngineOptions, GenerateParams, DEFAULT_MAX_CTX};
+pub use metrics::{Metrics, MetricsSnapshot};
 pub use model::KvType;
 pub use sampling::SamplerConfig;
-pub use metrics::{Metrics, MetricsSnapshot};
 pub use scheduler::{
     Event, Finish, GenToken, Request, RequestId, Scheduler, SchedulerOptions, Sink, SlotInfo,
     SubmitError, TokenLogprob,

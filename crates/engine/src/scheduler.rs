@@ -49,6 +49,10 @@ pub struct SchedulerOptions {
     pub queue: usize,
     /// Most tokens evaluated in one step (decode tokens first, then prompt chunks).
     pub step_tokens: usize,
+    /// While some sequences generate, the prompt tokens of a step may add at most this
+    /// fraction of a decode-only step's time (1.0: a mixed step lasts at most about twice a
+    /// plain one). At least [`MIN_CHUNK`] prompt tokens go in each step regardless.
+    pub prefill_share: f64,
     /// Kernel worker threads (0 = the pool's default).
     pub threads: usize,
     pub kv_type: KvType,
@@ -62,7 +66,8 @@ impl Default for SchedulerOptions {
             n_slots: 4,
             n_ctx: 0,
             queue: 64,
-            step_tokens: 256,
+            step_tokens: 512,
+            prefill_share: 1.0,
             threads: 0,
             kv_type: KvType::F16,
             batch_invariant: false,
@@ -131,7 +136,10 @@ pub struct Finish {
 #[derive(Debug)]
 pub enum Event {
     /// The request has a slot; `cached` prompt tokens were already in it.
-    Started { n_prompt: usize, cached: usize },
+    Started {
+        n_prompt: usize,
+        cached: usize,
+    },
     /// Entry `i` is `prompt[i]` given `prompt[..i]` (entry 0 is `None`).
     PromptLogprobs(Vec<Option<TokenLogprob>>),
     Token(GenToken),
@@ -247,6 +255,9 @@ impl std::fmt::Debug for Scheduler {
     }
 }
 
+/// Fewest prompt tokens a step takes while streams generate (so a long prompt always advances).
+pub const MIN_CHUNK: usize = 8;
+
 /// Most prompt-logprob alternatives or per-token alternatives a request may ask for.
 pub const MAX_TOP_LOGPROBS: usize = 20;
 
@@ -256,7 +267,7 @@ impl Scheduler {
         if opts.threads > 0 {
             kernels::set_num_threads(opts.threads);
         }
-        // PENDING(batch invariance): kernels::set_batch_invariant(opts.batch_invariant);
+        kernels::set_batch_invariant(opts.batch_invariant);
         let file = GgufFile::open(path.as_ref())?;
         let path = file.path().to_path_buf();
         let tokenizer = Tokenizer::from_gguf(&file)?;
@@ -288,6 +299,7 @@ impl Scheduler {
             cache,
             Arc::clone(&shared),
             opts.step_tokens.clamp(1, model::MAX_BATCH),
+            opts.prefill_share.max(0.0),
             path.clone(),
         );
         let thread = std::thread::Builder::new()
@@ -347,7 +359,10 @@ impl Scheduler {
             return Err(EngineError::EmptyPrompt);
         }
         let n_vocab = self.info().vocab;
-        let ids = req.prompt.iter().chain(req.logit_bias.iter().map(|(t, _)| t));
+        let ids = req
+            .prompt
+            .iter()
+            .chain(req.logit_bias.iter().map(|(t, _)| t));
         if let Some(&bad) = ids.into_iter().find(|&&t| t as usize >= n_vocab) {
             return Err(EngineError::BadToken { id: bad, n_vocab });
         }
@@ -380,7 +395,11 @@ impl Scheduler {
         let waiting = st.queue.len().saturating_sub(free);
         if waiting >= self.inner.queue_limit {
             drop(st);
-            shared.metrics.lock().unwrap_or_else(|e| e.into_inner()).rejected += 1;
+            shared
+                .metrics
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .rejected += 1;
             return Err(SubmitError::QueueFull {
                 waiting,
                 limit: self.inner.queue_limit,
@@ -412,7 +431,12 @@ impl Scheduler {
 
     /// A copy of the counters and histograms.
     pub fn metrics(&self) -> MetricsSnapshot {
-        let st = self.inner.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let st = self
+            .inner
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let waiting = st.queue.len();
         drop(st);
         let running = self.inner.shared.running.load(Ordering::Acquire);
@@ -430,7 +454,12 @@ impl Scheduler {
 
     /// What each slot is doing.
     pub fn slots(&self) -> Vec<SlotInfo> {
-        let sl = self.inner.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let sl = self
+            .inner
+            .shared
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         sl.clone()
     }
 
@@ -513,6 +542,11 @@ struct Loop {
     shared: Arc<Shared>,
     slots: Vec<Slot>,
     step_tokens: usize,
+    prefill_share: f64,
+    /// Running estimates (exponential averages, seconds): a decode-only step, and the extra
+    /// time per prompt token in a step.
+    t_decode: Option<f64>,
+    t_prompt_token: Option<f64>,
     path: PathBuf,
     batch: Batch,
     /// `[rows, n_vocab]` logits of the last forward.
@@ -523,6 +557,8 @@ struct Loop {
     biased: Vec<f32>,
     top: Vec<(u32, f32)>,
     text: String,
+    /// Slots reading their prompts, oldest request first (reused every step).
+    order: Vec<usize>,
     step: u64,
 }
 
@@ -539,6 +575,7 @@ impl Loop {
         cache: KvCache,
         shared: Arc<Shared>,
         step_tokens: usize,
+        prefill_share: f64,
         path: PathBuf,
     ) -> Loop {
         let n_slots = shared.slots.lock().map(|s| s.len()).unwrap_or(1);
@@ -556,6 +593,9 @@ impl Loop {
                 })
                 .collect(),
             step_tokens,
+            prefill_share,
+            t_decode: None,
+            t_prompt_token: None,
             path,
             batch: Batch::new(),
             logits: Vec::new(),
@@ -563,6 +603,7 @@ impl Loop {
             biased: Vec::with_capacity(n_vocab),
             top: Vec::new(),
             text: String::new(),
+            order: Vec::with_capacity(n_slots),
             step: 0,
         }
     }
@@ -664,7 +705,11 @@ impl Loop {
             prompt_lp.push(None);
         }
         {
-            let mut m = self.shared.metrics.lock().unwrap_or_else(|e| e.into_inner());
+            let mut m = self
+                .shared
+                .metrics
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             m.prompt_tokens += prompt.len() as u64;
             m.prompt_tokens_cached += reuse as u64;
             m.queue_time
@@ -714,17 +759,23 @@ impl Loop {
         }
         // Then prompt chunks, oldest request first, within the step's token budget.
         let mut budget = self.step_tokens.saturating_sub(n_decode);
-        let mut order: Vec<usize> = (0..self.slots.len())
-            .filter(|&s| {
-                self.slots[s]
-                    .active
-                    .as_ref()
-                    .is_some_and(|a| a.next < a.req.prompt.len())
-            })
-            .collect();
+        if n_decode > 0 {
+            if let (Some(td), Some(tp)) = (self.t_decode, self.t_prompt_token) {
+                let fit = (self.prefill_share * td / tp.max(1e-9)) as usize;
+                budget = budget.min(fit.max(MIN_CHUNK));
+            }
+        }
+        let mut order = std::mem::take(&mut self.order);
+        order.clear();
+        order.extend((0..self.slots.len()).filter(|&s| {
+            self.slots[s]
+                .active
+                .as_ref()
+                .is_some_and(|a| a.next < a.req.prompt.len())
+        }));
         order.sort_by_key(|&s| self.slots[s].active.as_ref().map(|a| a.arrived));
         let mut n_prompt = 0usize;
-        for s in order {
+        for &s in &order {
             if budget == 0 {
                 break;
             }
@@ -745,6 +796,7 @@ impl Loop {
             n_prompt += end - a.next;
             a.next = end;
         }
+        self.order = order;
         if self.batch.is_empty() {
             return;
         }
@@ -755,10 +807,17 @@ impl Loop {
             .filter(|(s, _)| self.batch.seq_ids.contains(s))
             .count();
         let t0 = Instant::now();
-        let r = self.model.forward(&self.batch, &mut self.cache, &mut self.logits);
+        let r = self
+            .model
+            .forward(&self.batch, &mut self.cache, &mut self.logits);
         let secs = t0.elapsed().as_secs_f64();
+        self.learn(n_decode, n_prompt, secs);
         {
-            let mut m = self.shared.metrics.lock().unwrap_or_else(|e| e.into_inner());
+            let mut m = self
+                .shared
+                .metrics
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             m.n_decode += 1;
             m.n_busy_slots += busy as u64;
             if n_prompt > 0 {
@@ -789,6 +848,26 @@ impl Loop {
         self.rows = rows;
     }
 
+    /// Updates the step-cost estimates from a step of `n_decode` decode and `n_prompt` prompt
+    /// tokens that took `secs`.
+    fn learn(&mut self, n_decode: usize, n_prompt: usize, secs: f64) {
+        const A: f64 = 0.2;
+        let ema = |old: Option<f64>, new: f64| Some(old.map_or(new, |o| o + A * (new - o)));
+        if n_prompt == 0 {
+            self.t_decode = ema(self.t_decode, secs);
+        } else if n_prompt >= MIN_CHUNK {
+            // The decode part costs about a decode step (or nothing without decode tokens).
+            let base = if n_decode > 0 {
+                self.t_decode.unwrap_or(0.0)
+            } else {
+                0.0
+            };
+            let per =
+                ((secs - base) / n_prompt as f64).max(secs / (n_prompt + n_decode) as f64 * 0.5);
+            self.t_prompt_token = ema(self.t_prompt_token, per);
+        }
+    }
+
     /// A forward pass failed: every request in the batch gets the error, and the slots
     /// forget what they held (the cache state is unknown).
     fn fail_batch(&mut self, e: model::ModelError) {
@@ -805,7 +884,11 @@ impl Loop {
             if let Some(mut a) = self.slots[s].active.take() {
                 self.shared.running.fetch_sub(1, Ordering::AcqRel);
                 (a.sink)(Event::Error(EngineError::Internal { msg: msg.clone() }));
-                let mut m = self.shared.metrics.lock().unwrap_or_else(|e| e.into_inner());
+                let mut m = self
+                    .shared
+                    .metrics
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 m.finished.abort += 1;
             }
         }
@@ -867,7 +950,11 @@ impl Loop {
         a.history.push(id);
         let now = Instant::now();
         {
-            let mut m = self.shared.metrics.lock().unwrap_or_else(|e| e.into_inner());
+            let mut m = self
+                .shared
+                .metrics
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             m.generation_tokens += 1;
             match a.last_token {
                 None => m.ttft.observe(now.duration_since(a.arrived).as_secs_f64()),
@@ -919,7 +1006,11 @@ impl Loop {
             };
         }
         let now = Instant::now();
-        let mut m = self.shared.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self
+            .shared
+            .metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         match why {
             Leave::Cancelled => m.finished.abort += 1,
             Leave::Done(reason) => {
@@ -990,7 +1081,9 @@ fn token_logprob(logits: &[f32], id: u32, n: usize, top: &mut Vec<(u32, f32)>) -
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
     let lse = max as f64 + sum.ln();
-    let logprob = logits.get(id as usize).map_or(f32::NEG_INFINITY, |&l| (l as f64 - lse) as f32);
+    let logprob = logits
+        .get(id as usize)
+        .map_or(f32::NEG_INFINITY, |&l| (l as f64 - lse) as f32);
     TokenLogprob {
         id,
         logprob,

@@ -249,11 +249,21 @@ fn seeded_sampling_repeats_and_context_full_stops() {
     let a = run(&s, req.clone());
     // A fresh scheduler: here the prompt would be reused from the cache, and with default
     // numerics its last token then rounds differently (`scheduler_invariant.rs` covers reuse).
-    let b = run(&sched(SchedulerOptions { n_ctx: 64, ..opts(2) }), req);
+    let b = run(
+        &sched(SchedulerOptions {
+            n_ctx: 64,
+            ..opts(2)
+        }),
+        req,
+    );
     assert_eq!(a.ids, b.ids);
     let f = a.finish.unwrap();
     assert_eq!(f.reason, StopReason::ContextFull);
-    assert_eq!(f.n_prompt + f.n_gen, 65, "positions 0..63 are fed, the 65th token is not");
+    assert_eq!(
+        f.n_prompt + f.n_gen,
+        65,
+        "positions 0..63 are fed, the 65th token is not"
+    );
 }
 
 #[test]
