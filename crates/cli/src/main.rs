@@ -7,11 +7,13 @@
 //! - [`generate`]: `lume run` (text, chat, machine-readable `--json` modes) and `lume chat`.
 //! - [`tokenize`]: `lume tokenize`.
 //! - [`mod@bench`]: `lume bench` (prompt processing and generation speed, llama-bench style).
+//! - [`serve`]: `lume serve` (the OpenAI-compatible HTTP server of the `server` crate).
 //! - `lume pull` lives here: it is a loop over `hub`.
 
 mod bench;
 mod generate;
 mod inspect;
+mod serve;
 mod tokenize;
 
 use std::io::Write;
@@ -46,6 +48,8 @@ enum Cmd {
     Pull(PullArgs),
     /// Measure prompt-processing and generation speed.
     Bench(bench::BenchArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API.
+    Serve(serve::ServeArgs),
 }
 
 /// `-m/--model`: a GGUF path or a catalogue name.
@@ -132,6 +136,7 @@ fn real_main() -> Result<()> {
         Cmd::Tokenize(a) => tokenize::run(&a),
         Cmd::Pull(a) => pull(&a),
         Cmd::Bench(a) => bench::run(&a),
+        Cmd::Serve(a) => serve::run(&a),
     }
 }
 

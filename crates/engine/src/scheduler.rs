@@ -393,7 +393,7 @@ impl Scheduler {
         let running = shared.running.load(Ordering::Acquire);
         let free = self.inner.n_slots.saturating_sub(running);
         let waiting = st.queue.len().saturating_sub(free);
-        if waiting >= self.inner.queue_limit {
+        if st.queue.len() >= free + self.inner.queue_limit {
             drop(st);
             shared
                 .metrics

@@ -1,0 +1,75 @@
+//! [`ServerConfig`]: what `lume serve` was asked for.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use engine::SchedulerOptions;
+
+/// Everything the server needs to start.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address to bind (default `127.0.0.1`).
+    pub host: String,
+    /// Port to bind (default 8080; 0 = any free port, see [`crate::Server::local_addr`]).
+    pub port: u16,
+    /// The GGUF file to load.
+    pub model_path: PathBuf,
+    /// The name clients use in `model` (catalogue name, `--alias`, or the file stem).
+    pub model_id: String,
+    /// Slots (`--parallel`), context per slot (`--ctx-size`), threads, KV type, queue,
+    /// batch invariance.
+    pub scheduler: SchedulerOptions,
+    /// Accepted API keys; empty = no authentication.
+    pub api_keys: Vec<String>,
+    /// `/metrics` needs a key too (it is open by default).
+    pub metrics_need_key: bool,
+    /// Largest request body in bytes (default 8 MiB); larger ones get 413.
+    pub max_body: usize,
+    /// Most stop strings per request (default 16).
+    pub max_stops: usize,
+    /// How long requests in flight may run on after SIGINT/SIGTERM (default 10 s).
+    pub grace: Duration,
+    /// Print the "listening" and "loaded" lines on stderr.
+    pub log: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            model_path: PathBuf::new(),
+            model_id: String::new(),
+            scheduler: SchedulerOptions::default(),
+            api_keys: Vec::new(),
+            metrics_need_key: false,
+            max_body: 8 << 20,
+            max_stops: 16,
+            grace: Duration::from_secs(10),
+            log: true,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The id clients see for `path`: `alias` when given, else `name` when it is a catalogue
+    /// name (`is_catalogue`), else the file name without `.gguf`.
+    pub fn model_id_for(
+        name: &str,
+        is_catalogue: bool,
+        path: &std::path::Path,
+        alias: Option<&str>,
+    ) -> String {
+        if let Some(a) = alias.filter(|a| !a.is_empty()) {
+            return a.to_string();
+        }
+        if is_catalogue {
+            return name.to_string();
+        }
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| name.to_string());
+        file.strip_suffix(".gguf").unwrap_or(&file).to_string()
+    }
+}
