@@ -86,7 +86,10 @@ fn start(args: &[&str]) -> Server {
                 break;
             }
         }
-        assert!(t0.elapsed() < Duration::from_secs(120), "server not healthy in 120 s");
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "server not healthy in 120 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     srv
@@ -135,7 +138,10 @@ fn stream(base: &str, body: &Value, stop_after: Option<usize>) -> Streamed {
     for line in reader.lines() {
         let line = line.expect("stream readable");
         let Some(data) = line.strip_prefix("data: ") else {
-            assert!(line.is_empty() || line.starts_with(':'), "SSE line {line:?}");
+            assert!(
+                line.is_empty() || line.starts_with(':'),
+                "SSE line {line:?}"
+            );
             continue;
         };
         if data == "[DONE]" {
@@ -144,7 +150,9 @@ fn stream(base: &str, body: &Value, stop_after: Option<usize>) -> Streamed {
         }
         let v: Value = serde_json::from_str(data).expect("chunk is JSON");
         assert!(v.get("error").is_none(), "stream error {v}");
-        let Some(c) = v["choices"].get(0) else { continue };
+        let Some(c) = v["choices"].get(0) else {
+            continue;
+        };
         if let Some(t) = c["delta"]["content"].as_str() {
             if !t.is_empty() {
                 s.text.push_str(t);
@@ -271,7 +279,10 @@ fn serve_under_load() {
             let t0 = Instant::now();
             while !stop.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(300) {
                 for path in ["/health", "/metrics"] {
-                    let r = a.get(format!("{base}{path}")).call().expect("answers under load");
+                    let r = a
+                        .get(format!("{base}{path}"))
+                        .call()
+                        .expect("answers under load");
                     assert_eq!(r.status(), 200, "{path} under load");
                 }
                 polls += 1;
@@ -300,7 +311,10 @@ fn serve_under_load() {
     for c in clients {
         for (i, got) in c.join().expect("client thread") {
             assert!(got.done, "request {i} completed");
-            assert_eq!(got.tokens, refs[i].tokens, "case {i}: tokens and logprobs equal alone");
+            assert_eq!(
+                got.tokens, refs[i].tokens,
+                "case {i}: tokens and logprobs equal alone"
+            );
             assert_eq!(got.text, refs[i].text, "case {i}");
             assert_eq!(got.finish, refs[i].finish, "case {i}");
             n_done += 1;
@@ -325,8 +339,15 @@ fn serve_under_load() {
     wait_idle(&base, Duration::from_secs(5));
 
     // 3. A client that goes away mid-stream frees its slot.
-    let aborted = metric(&after, "vllm:request_success_total{finished_reason=\"abort\"}");
-    let cut = stream(&base, &chat_body("Count to one thousand.", 1000, true), Some(4));
+    let aborted = metric(
+        &after,
+        "vllm:request_success_total{finished_reason=\"abort\"}",
+    );
+    let cut = stream(
+        &base,
+        &chat_body("Count to one thousand.", 1000, true),
+        Some(4),
+    );
     assert!(!cut.done);
     wait_idle(&base, Duration::from_secs(10));
     let m = metrics(&base);
@@ -348,20 +369,29 @@ fn serve_under_load() {
         v["tokens"].as_array().unwrap().len()
     };
     assert!((1800..=2040).contains(&n_long), "{n_long} tokens");
-    let streams: Vec<_> = ["Tell me about cats.", "Tell me about dogs.", "Tell me about owls."]
-        .iter()
-        .map(|p| {
-            let (base, body) = (base.clone(), chat_body(p, 120, true));
-            std::thread::spawn(move || stream(&base, &body, None))
-        })
-        .collect();
+    let streams: Vec<_> = [
+        "Tell me about cats.",
+        "Tell me about dogs.",
+        "Tell me about owls.",
+    ]
+    .iter()
+    .map(|p| {
+        let (base, body) = (base.clone(), chat_body(p, 120, true));
+        std::thread::spawn(move || stream(&base, &body, None))
+    })
+    .collect();
     std::thread::sleep(Duration::from_millis(1500));
     let t_long = Instant::now();
     let mut r = agent(Duration::from_secs(120))
         .post(format!("{base}/v1/completions"))
         .send(json!({"prompt": long, "max_tokens": 1, "temperature": 0}).to_string())
         .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.body_mut().read_to_string().unwrap_or_default());
+    assert_eq!(
+        r.status(),
+        200,
+        "{}",
+        r.body_mut().read_to_string().unwrap_or_default()
+    );
     let long_s = t_long.elapsed().as_secs_f64();
     let mut gaps = Vec::new();
     let mut during = Vec::new();
@@ -385,20 +415,30 @@ fn serve_under_load() {
         worst * 1e3,
         during.len()
     );
-    assert!(!during.is_empty(), "the streams ran while the prompt was read");
+    assert!(
+        !during.is_empty(),
+        "the streams ran while the prompt was read"
+    );
     assert!(worst < 4.0 * median, "worst gap {worst} vs median {median}");
 
     // Still healthy; then SIGTERM ends it cleanly.
     assert_eq!(get_json(&base, "/health")["status"], "ok");
     let mut child = srv.child.take().unwrap();
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let t0 = Instant::now();
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
             break st;
         }
-        assert!(t0.elapsed() < Duration::from_secs(30), "exits within 30 s of SIGTERM");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "exits within 30 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "exit status {status}");

@@ -245,6 +245,12 @@ impl Drop for Inner {
     }
 }
 
+impl Shared {
+    fn metrics(&self) -> std::sync::MutexGuard<'_, Metrics> {
+        self.metrics.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 impl std::fmt::Debug for Scheduler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scheduler")
@@ -705,11 +711,7 @@ impl Loop {
             prompt_lp.push(None);
         }
         {
-            let mut m = self
-                .shared
-                .metrics
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut m = self.shared.metrics();
             m.prompt_tokens += prompt.len() as u64;
             m.prompt_tokens_cached += reuse as u64;
             m.queue_time
@@ -813,11 +815,7 @@ impl Loop {
         let secs = t0.elapsed().as_secs_f64();
         self.learn(n_decode, n_prompt, secs);
         {
-            let mut m = self
-                .shared
-                .metrics
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut m = self.shared.metrics();
             m.n_decode += 1;
             m.n_busy_slots += busy as u64;
             if n_prompt > 0 {
@@ -884,11 +882,7 @@ impl Loop {
             if let Some(mut a) = self.slots[s].active.take() {
                 self.shared.running.fetch_sub(1, Ordering::AcqRel);
                 (a.sink)(Event::Error(EngineError::Internal { msg: msg.clone() }));
-                let mut m = self
-                    .shared
-                    .metrics
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
+                let mut m = self.shared.metrics();
                 m.finished.abort += 1;
             }
         }
@@ -950,11 +944,7 @@ impl Loop {
         a.history.push(id);
         let now = Instant::now();
         {
-            let mut m = self
-                .shared
-                .metrics
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut m = self.shared.metrics();
             m.generation_tokens += 1;
             match a.last_token {
                 None => m.ttft.observe(now.duration_since(a.arrived).as_secs_f64()),
@@ -963,17 +953,12 @@ impl Loop {
         }
         a.first_token.get_or_insert(now);
         a.last_token = Some(now);
-        let reason = if is_eog {
-            Some(StopReason::Eog)
-        } else if hit_stop {
-            Some(StopReason::StopString)
-        } else if a.n_gen >= a.req.params.max_tokens {
-            Some(StopReason::MaxTokens)
-        } else if pos >= n_ctx {
-            Some(StopReason::ContextFull)
-        } else {
-            None
-        };
+        let reason = StopReason::after_token(
+            is_eog,
+            hit_stop,
+            a.n_gen >= a.req.params.max_tokens,
+            pos >= n_ctx,
+        );
         if reason.is_some() && !hit_stop {
             a.stream.finish(&mut self.text);
         }
@@ -1006,11 +991,7 @@ impl Loop {
             };
         }
         let now = Instant::now();
-        let mut m = self
-            .shared
-            .metrics
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut m = self.shared.metrics();
         match why {
             Leave::Cancelled => m.finished.abort += 1,
             Leave::Done(reason) => {
@@ -1059,11 +1040,7 @@ impl Loop {
             }
         }
         drop(sl);
-        self.shared
-            .metrics
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .kv_used = used;
+        self.shared.metrics().kv_used = used;
     }
 }
 

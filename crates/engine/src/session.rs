@@ -66,6 +66,30 @@ pub enum StopReason {
     ContextFull,
 }
 
+impl StopReason {
+    /// Whether generation ends after a token, in order of precedence: it was an
+    /// end-of-generation token, it completed a stop string, it was the last allowed one, or
+    /// the context has no room to feed it.
+    pub fn after_token(
+        is_eog: bool,
+        hit_stop: bool,
+        max_reached: bool,
+        ctx_full: bool,
+    ) -> Option<StopReason> {
+        if is_eog {
+            Some(StopReason::Eog)
+        } else if hit_stop {
+            Some(StopReason::StopString)
+        } else if max_reached {
+            Some(StopReason::MaxTokens)
+        } else if ctx_full {
+            Some(StopReason::ContextFull)
+        } else {
+            None
+        }
+    }
+}
+
 /// Timings and counts of one `generate` call.
 #[derive(Clone, Copy, Debug)]
 pub struct GenerateStats {
@@ -280,17 +304,12 @@ impl Session {
             let hit_stop = !is_eog && stream.push(vocab.token_bytes(id), &mut self.text);
             stats.n_gen += 1;
             self.history.push(id);
-            let reason = if is_eog {
-                Some(StopReason::Eog)
-            } else if hit_stop {
-                Some(StopReason::StopString)
-            } else if stats.n_gen >= p.max_tokens {
-                Some(StopReason::MaxTokens)
-            } else if pos >= n_ctx {
-                Some(StopReason::ContextFull)
-            } else {
-                None
-            };
+            let reason = StopReason::after_token(
+                is_eog,
+                hit_stop,
+                stats.n_gen >= p.max_tokens,
+                pos >= n_ctx,
+            );
             if reason.is_some() && !hit_stop {
                 stream.finish(&mut self.text);
             }
