@@ -7,6 +7,9 @@
 //! - [`accumulate`]: `O[i][c] += Σ_j P[j][i] · V[j][c]` with `P`: `[KB, RT]`,
 //!   `V`: `[KB, hdv]`, `O`: `[RT, hdv]`.
 //!
+//! Tiles come in several widths ([`ROW_TILES`]: [`RT`] rows for prompts, fewer for a decode
+//! token's heads); `*_rows` functions take the width.
+//!
 //! One plain source is compiled per dispatch level (scalar, AVX2, AVX-512): the loops are
 //! written so that the compiler vectorizes across independent rows / output columns only, and
 //! Rust never contracts `a * b + c` into an FMA, so every level computes exactly the same
@@ -27,30 +30,25 @@ type ScoresFn = fn(&[f32], &[f32], usize, &mut [f32]);
 type AccumFn = fn(&[f32], &[f32], usize, &mut [f32]);
 
 #[inline(always)]
-fn scores_body(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
-    assert!(k.len() >= KB * hd && qt.len() >= hd * RT && s.len() >= KB * RT);
+fn scores_body<const N: usize>(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
+    assert!(k.len() >= KB * hd && qt.len() >= hd * N && s.len() >= KB * N);
     for j in (0..KB).step_by(2) {
-        scores_pair(
-            &k[j * hd..(j + 2) * hd],
-            qt,
-            hd,
-            &mut s[j * RT..(j + 2) * RT],
-        );
+        scores_pair::<N>(&k[j * hd..(j + 2) * hd], qt, hd, &mut s[j * N..(j + 2) * N]);
     }
 }
 
 /// Two keys against every row: four partial sums over `d mod 4` per (key, row) (shorter
 /// rounding chains than one running sum), added pairwise at the end.
 #[inline(always)]
-fn scores_pair(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
-    let mut acc = [[[0f32; RT]; 4]; 2];
+fn scores_pair<const N: usize>(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
+    let mut acc = [[[0f32; N]; 4]; 2];
     let mut d = 0;
     while d + 4 <= hd {
         for c in 0..4 {
-            let q: &[f32; RT] = qt[(d + c) * RT..(d + c + 1) * RT].try_into().expect("RT");
+            let q: &[f32; N] = qt[(d + c) * N..(d + c + 1) * N].try_into().expect("N");
             for (key, a) in acc.iter_mut().enumerate() {
                 let kv = k[key * hd + d + c];
-                for i in 0..RT {
+                for i in 0..N {
                     a[c][i] += kv * q[i];
                 }
             }
@@ -58,33 +56,34 @@ fn scores_pair(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
         d += 4;
     }
     while d < hd {
-        let q: &[f32; RT] = qt[d * RT..(d + 1) * RT].try_into().expect("RT");
+        let q: &[f32; N] = qt[d * N..(d + 1) * N].try_into().expect("N");
         for (key, a) in acc.iter_mut().enumerate() {
             let kv = k[key * hd + d];
-            for i in 0..RT {
+            for i in 0..N {
                 a[0][i] += kv * q[i];
             }
         }
         d += 1;
     }
     for (key, a) in acc.iter().enumerate() {
-        for i in 0..RT {
-            s[key * RT + i] = (a[0][i] + a[1][i]) + (a[2][i] + a[3][i]);
+        for i in 0..N {
+            s[key * N + i] = (a[0][i] + a[1][i]) + (a[2][i] + a[3][i]);
         }
     }
 }
 
 #[inline(always)]
-fn accum_body(p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
-    assert!(p.len() >= KB * RT && v.len() >= KB * hdv && o.len() >= RT * hdv);
+fn accum_body<const N: usize>(p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
+    assert!(p.len() >= KB * N && v.len() >= KB * hdv && o.len() >= N * hdv);
+    assert!(N.is_multiple_of(R), "rows per tile: a multiple of {R}");
     let mut c0 = 0;
     while c0 < hdv {
         let w = C.min(hdv - c0);
-        for i in (0..RT).step_by(R) {
+        for i in (0..N).step_by(R) {
             if w == C {
-                accum_tile(p, v, i, c0, hdv, o);
+                accum_tile::<N>(p, v, i, c0, hdv, o);
             } else {
-                accum_tail(p, v, i, c0, w, hdv, o);
+                accum_tail::<N>(p, v, i, c0, w, hdv, o);
             }
         }
         c0 += w;
@@ -92,7 +91,14 @@ fn accum_body(p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
 }
 
 #[inline(always)]
-fn accum_tile(p: &[f32], v: &[f32], i0: usize, c0: usize, hdv: usize, o: &mut [f32]) {
+fn accum_tile<const N: usize>(
+    p: &[f32],
+    v: &[f32],
+    i0: usize,
+    c0: usize,
+    hdv: usize,
+    o: &mut [f32],
+) {
     let mut acc = [[0f32; C]; R];
     for (r, a) in acc.iter_mut().enumerate() {
         a.copy_from_slice(&o[(i0 + r) * hdv + c0..][..C]);
@@ -100,7 +106,7 @@ fn accum_tile(p: &[f32], v: &[f32], i0: usize, c0: usize, hdv: usize, o: &mut [f
     for j in 0..KB {
         let vr: &[f32; C] = v[j * hdv + c0..][..C].try_into().expect("C columns");
         for (r, a) in acc.iter_mut().enumerate() {
-            let pv = p[j * RT + i0 + r];
+            let pv = p[j * N + i0 + r];
             for x in 0..C {
                 a[x] += pv * vr[x];
             }
@@ -113,11 +119,19 @@ fn accum_tile(p: &[f32], v: &[f32], i0: usize, c0: usize, hdv: usize, o: &mut [f
 
 /// Columns `c0..c0 + w` (`w < C`), same order of operations as [`accum_tile`].
 #[inline(always)]
-fn accum_tail(p: &[f32], v: &[f32], i0: usize, c0: usize, w: usize, hdv: usize, o: &mut [f32]) {
+fn accum_tail<const N: usize>(
+    p: &[f32],
+    v: &[f32],
+    i0: usize,
+    c0: usize,
+    w: usize,
+    hdv: usize,
+    o: &mut [f32],
+) {
     for r in 0..R {
         let orow = &mut o[(i0 + r) * hdv + c0..][..w];
         for j in 0..KB {
-            let pv = p[j * RT + i0 + r];
+            let pv = p[j * N + i0 + r];
             let vr = &v[j * hdv + c0..][..w];
             for x in 0..w {
                 orow[x] += pv * vr[x];
@@ -127,11 +141,11 @@ fn accum_tail(p: &[f32], v: &[f32], i0: usize, c0: usize, w: usize, hdv: usize, 
 }
 
 mod scalar {
-    pub fn scores(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
-        super::scores_body(k, qt, hd, s)
+    pub fn scores<const N: usize>(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
+        super::scores_body::<N>(k, qt, hd, s)
     }
-    pub fn accum(p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
-        super::accum_body(p, v, hdv, o)
+    pub fn accum<const N: usize>(p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
+        super::accum_body::<N>(p, v, hdv, o)
     }
 }
 
@@ -140,30 +154,30 @@ mod x86 {
     /// # Safety
     /// The CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn scores_avx2(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
-        super::scores_body(k, qt, hd, s)
+    pub unsafe fn scores_avx2<const N: usize>(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
+        super::scores_body::<N>(k, qt, hd, s)
     }
     /// # Safety
     /// As [`scores_avx2`].
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn accum_avx2(p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
-        super::accum_body(p, v, hdv, o)
+    pub unsafe fn accum_avx2<const N: usize>(p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
+        super::accum_body::<N>(p, v, hdv, o)
     }
     /// # Safety
     /// The CPU has AVX-512F.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub unsafe fn scores_avx512(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
-        super::scores_body(k, qt, hd, s)
+    pub unsafe fn scores_avx512<const N: usize>(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
+        super::scores_body::<N>(k, qt, hd, s)
     }
     /// # Safety
     /// As [`scores_avx512`].
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub unsafe fn accum_avx512(p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
-        super::accum_body(p, v, hdv, o)
+    pub unsafe fn accum_avx512<const N: usize>(p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
+        super::accum_body::<N>(p, v, hdv, o)
     }
 }
 
-fn fns(level: Level) -> (ScoresFn, AccumFn) {
+fn fns<const N: usize>(level: Level) -> (ScoresFn, AccumFn) {
     assert!(
         level.available(),
         "{level} kernels are not available on this CPU"
@@ -173,46 +187,101 @@ fn fns(level: Level) -> (ScoresFn, AccumFn) {
         if level >= Level::Avx512 {
             // SAFETY (both): AVX-512 levels are only available with AVX-512F present.
             return (
-                |k, q, h, s| unsafe { x86::scores_avx512(k, q, h, s) },
-                |p, v, h, o| unsafe { x86::accum_avx512(p, v, h, o) },
+                |k, q, h, s| unsafe { x86::scores_avx512::<N>(k, q, h, s) },
+                |p, v, h, o| unsafe { x86::accum_avx512::<N>(p, v, h, o) },
             );
         }
         if level >= Level::Avx2 {
             // SAFETY (both): the Avx2 level requires AVX2 and FMA.
             return (
-                |k, q, h, s| unsafe { x86::scores_avx2(k, q, h, s) },
-                |p, v, h, o| unsafe { x86::accum_avx2(p, v, h, o) },
+                |k, q, h, s| unsafe { x86::scores_avx2::<N>(k, q, h, s) },
+                |p, v, h, o| unsafe { x86::accum_avx2::<N>(p, v, h, o) },
             );
         }
     }
-    (scalar::scores, scalar::accum)
+    (scalar::scores::<N>, scalar::accum::<N>)
+}
+
+/// Query rows per tile the kernels come in: [`RT`] and narrower tiles for a few rows (one
+/// decode token's query heads). Row `i` of a tile is computed by the same operations in the
+/// same order whatever the tile width and whatever the other rows hold (every loop over rows
+/// is element-wise), so a row's results are bit-identical in every width (tested).
+pub const ROW_TILES: [usize; 4] = [4, 8, 16, 32];
+
+/// The narrowest of [`ROW_TILES`] holding `rows` rows (at most [`RT`]).
+pub fn row_tile(rows: usize) -> usize {
+    assert!(rows <= RT, "{rows} query rows, at most {RT} per tile");
+    ROW_TILES
+        .into_iter()
+        .find(|&w| w >= rows)
+        .expect("RT is the widest")
+}
+
+fn fns_n(level: Level, n: usize) -> (ScoresFn, AccumFn) {
+    match n {
+        4 => fns::<4>(level),
+        8 => fns::<8>(level),
+        16 => fns::<16>(level),
+        32 => fns::<32>(level),
+        _ => panic!("attention tiles of {n} rows: one of {ROW_TILES:?}"),
+    }
 }
 
 /// `s[j·RT + i] = Σ_d k[j·hd + d] · qt[d·RT + i]` for `j < KB`, `i < RT`, at `level`.
 pub fn scores_at(level: Level, k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
-    (fns(level).0)(k, qt, hd, s)
+    (fns::<RT>(level).0)(k, qt, hd, s)
 }
 
 /// `o[i·hdv + c] += Σ_j p[j·RT + i] · v[j·hdv + c]` for `i < RT`, `c < hdv`, at `level`.
 pub fn accumulate_at(level: Level, p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
-    (fns(level).1)(p, v, hdv, o)
+    (fns::<RT>(level).1)(p, v, hdv, o)
 }
 
-/// The dispatch-level functions, chosen once.
-fn current() -> (ScoresFn, AccumFn) {
+/// [`scores_at`] for tiles of `n` rows (one of [`ROW_TILES`]): `qt`: `[hd, n]`, `s`: `[KB, n]`.
+pub fn scores_rows_at(level: Level, n: usize, k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
+    (fns_n(level, n).0)(k, qt, hd, s)
+}
+
+/// [`accumulate_at`] for tiles of `n` rows (one of [`ROW_TILES`]): `p`: `[KB, n]`,
+/// `o`: `[n, hdv]`.
+pub fn accumulate_rows_at(level: Level, n: usize, p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
+    (fns_n(level, n).1)(p, v, hdv, o)
+}
+
+/// The dispatch-level functions of every tile width, chosen once.
+fn current(n: usize) -> (ScoresFn, AccumFn) {
     use std::sync::OnceLock;
-    static F: OnceLock<(ScoresFn, AccumFn)> = OnceLock::new();
-    *F.get_or_init(|| fns(level()))
+    static F: OnceLock<[(ScoresFn, AccumFn); 4]> = OnceLock::new();
+    let f = F.get_or_init(|| ROW_TILES.map(|w| fns_n(level(), w)));
+    match n {
+        4 => f[0],
+        8 => f[1],
+        16 => f[2],
+        32 => f[3],
+        _ => panic!("attention tiles of {n} rows: one of {ROW_TILES:?}"),
+    }
 }
 
 /// [`scores_at`] at the process-wide level.
 #[inline]
 pub fn scores(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
-    (current().0)(k, qt, hd, s)
+    (current(RT).0)(k, qt, hd, s)
 }
 
 /// [`accumulate_at`] at the process-wide level.
 #[inline]
 pub fn accumulate(p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
-    (current().1)(p, v, hdv, o)
+    (current(RT).1)(p, v, hdv, o)
+}
+
+/// [`scores_rows_at`] at the process-wide level.
+#[inline]
+pub fn scores_rows(n: usize, k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
+    (current(n).0)(k, qt, hd, s)
+}
+
+/// [`accumulate_rows_at`] at the process-wide level.
+#[inline]
+pub fn accumulate_rows(n: usize, p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
+    (current(n).1)(p, v, hdv, o)
 }

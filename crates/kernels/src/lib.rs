@@ -12,11 +12,18 @@
 //!   order. Eight or more tokens: activations are interleaved 8 tokens per SIMD register
 //!   (`act::A32x8`, `act::A256x8`) so each unpacked weight block serves 8 tokens at once and
 //!   scales apply as whole vectors. Float weights (F32/F16/BF16) use f32 dot products.
-//! - [`attn`]: tile kernels of the prompt attention (`Q·Kᵀ` and `P·V` per key block).
+//! - [`attn`]: tile kernels of the prompt attention (`Q·Kᵀ` and `P·V` per key block), in
+//!   several row widths ([`attn::ROW_TILES`]) that compute each row identically.
+//! - [`set_batch_invariant`], [`batch_invariant`] (or `LUME_BATCH_INVARIANT=1`, read once):
+//!   the batch-invariant mode, where a token's results are bit-identical whatever shares its
+//!   call: [`matmul()`] gives every token count the same per-token arithmetic (the xN kernels,
+//!   or for 1..=3 tokens their exact one-token twins in `dot::exact`); the model's attention
+//!   tiles every token. Details and costs: [`invariant`].
 //! - [`cpu`]: feature detection and the dispatch [`Level`] (`LUME_CPU` lowers it).
 //! - [`act`]: 8-bit activation blocks (A32 for 32-value weight blocks, A256 for K-quants).
 //! - [`dot`]: register-tiled integer block dots per weight type and level (scalar twins in
-//!   `dot::scalar`, AVX2 / AVX-512 VNNI in `dot::avx2`).
+//!   `dot::scalar`, AVX2 / AVX-512 VNNI in `dot::avx2` and `dot::avx512`; `dot::exact`: the
+//!   batch-invariant one-token kernels, bit-identical to a lane of the xN kernels).
 //! - [`parallel_for`], [`set_num_threads`], [`num_threads`]: the persistent worker pool
 //!   (default: physical cores).
 //! - Vector helpers (SIMD with scalar twins in [`vec::scalar`]): [`dot_f32`], [`axpy_f32`],
@@ -29,12 +36,14 @@ pub mod act;
 pub mod attn;
 pub mod cpu;
 pub mod dot;
+pub mod invariant;
 pub mod matmul;
 mod pool;
 pub mod quants;
 pub mod vec;
 
 pub use cpu::Level;
+pub use invariant::{batch_invariant, set_batch_invariant};
 pub use matmul::{matmul, matmul_at, matmul_multi, matmul_multi_at, matmul_reference, MAX_MULTI};
 pub use pool::{num_threads, parallel_for, set_num_threads};
 pub use quants::{can_quantize, dequantize_row, quantize_row, supports};

@@ -3,7 +3,8 @@
 //! `matmul` = quantize the activations once (8-bit blocks, see `act`), then split the output
 //! into regions (row chunks for one token; row chunk × token chunk tiles for prompts) and run
 //! the weight type's region kernel on the thread pool. Float weights (F32/F16/BF16) use f32
-//! dot products directly.
+//! dot products directly. In the batch-invariant mode ([`crate::batch_invariant`]) the kernel
+//! no longer depends on the token count (see `matmul_multi_at`).
 
 use std::cell::RefCell;
 
@@ -13,9 +14,11 @@ use half::{bf16, f16};
 use crate::act::{interleave_a256, interleave_a32};
 use crate::cpu::{level, Level};
 use crate::dot::ActKind;
-use crate::dot::{act_kind, quantizer, region_fn, region_xn_fn, Region, RegionFn};
+use crate::dot::{
+    act_kind, quantizer, region_exact1_fn, region_fn, region_xn_fn, Region, RegionFn,
+};
 use crate::vec::VecFns;
-use crate::{dequantize_row, num_threads, parallel_for, QMatrix};
+use crate::{batch_invariant, dequantize_row, num_threads, parallel_for, QMatrix};
 
 /// Rows per task for prompt tiles (a multiple of every tile height).
 const PP_ROWS: usize = 32;
@@ -23,6 +26,9 @@ const PP_ROWS: usize = 32;
 const PP_TOKENS: usize = 64;
 /// Below this many tokens, only rows are split across tasks.
 const TOKEN_SPLIT: usize = 8;
+/// Batch-invariant mode: up to this many tokens run the exact one-token kernels (one token
+/// after another), more the xN kernels.
+const EXACT_MAX: usize = 3;
 
 thread_local! {
     /// Quantized activations of the calling thread: `[n, blocks]`, grown when needed.
@@ -96,10 +102,26 @@ pub fn matmul_multi_at(level: Level, ws: &[QMatrix], x: &[f32], n: usize, ys: &m
     }
     // The integer path is shared when every matrix has a kernel for the same activation
     // format and grouping (e.g. Q5_0 and Q8_0 both take A32 blocks).
+    //
+    // Batch-invariant mode: every token count takes the xN kernels (a partial group's other
+    // lanes are zeros, see `interleave_a32`/`interleave_a256`, and only real lanes are
+    // stored): each lane does its token's operations in the same order whatever the other
+    // lanes hold, so a row of `y` never depends on the other rows of `x`. Up to EXACT_MAX
+    // tokens take `dot::exact` instead: the same arithmetic as an xN lane, one token at a
+    // time, without computing unused lanes. Float weights and types without an integer
+    // kernel (`float_or_reference`) compute one independent dot per (row, token) anyway.
+    let invariant = batch_invariant();
+    let xn = n >= TOKEN_SPLIT || invariant;
+    let exact1 = invariant && n <= EXACT_MAX;
     let kernel = |w: &QMatrix| -> Option<(ActKind, RegionFn, usize)> {
         let kind = act_kind(w.ty)?;
         region_fn(level, w.ty)?;
-        if n >= TOKEN_SPLIT {
+        if exact1 {
+            if let Some(f) = region_exact1_fn(level, w.ty) {
+                return Some((kind, f, 1));
+            }
+        }
+        if xn {
             if let Some((f, lanes)) = region_xn_fn(level, w.ty) {
                 return Some((kind, f, lanes));
             }

@@ -81,3 +81,52 @@ fn accumulate_every_level_matches_twin_and_f64() {
         }
     }
 }
+
+/// Narrower tiles (`ROW_TILES`) compute each row exactly as the `RT`-row tile does, whatever the
+/// other rows hold: the batch-invariant attention relies on it.
+#[test]
+fn narrow_tiles_match_the_wide_one_row_for_row() {
+    use kernels::attn::{accumulate_rows_at, scores_rows_at, ROW_TILES};
+    let mut rng = StdRng::seed_from_u64(5);
+    for hd in [64, 256, 80, 32, 7] {
+        let k = rand_vec(&mut rng, KB * hd);
+        let qt = rand_vec(&mut rng, hd * RT);
+        let p: Vec<f32> = (0..KB * RT).map(|_| rng.gen_range(0.0f32..1.0)).collect();
+        let v = rand_vec(&mut rng, KB * hd);
+        let o0 = rand_vec(&mut rng, RT * hd);
+        for level in levels() {
+            let mut s_wide = vec![0f32; KB * RT];
+            scores_at(level, &k, &qt, hd, &mut s_wide);
+            let mut o_wide = o0.clone();
+            accumulate_at(level, &p, &v, hd, &mut o_wide);
+            for n in ROW_TILES {
+                // Rows 0..n of the wide tile; the narrow one sees nothing of the others.
+                let qt_n: Vec<f32> = (0..hd)
+                    .flat_map(|d| qt[d * RT..d * RT + n].to_vec())
+                    .collect();
+                let mut s_n = vec![f32::NAN; KB * n];
+                scores_rows_at(level, n, &k, &qt_n, hd, &mut s_n);
+                let p_n: Vec<f32> = (0..KB)
+                    .flat_map(|j| p[j * RT..j * RT + n].to_vec())
+                    .collect();
+                let mut o_n = o0[..n * hd].to_vec();
+                accumulate_rows_at(level, n, &p_n, &v, hd, &mut o_n);
+                for j in 0..KB {
+                    for i in 0..n {
+                        assert_eq!(
+                            s_n[j * n + i].to_bits(),
+                            s_wide[j * RT + i].to_bits(),
+                            "{level} hd={hd} n={n}: score ({j}, {i})"
+                        );
+                    }
+                }
+                assert!(
+                    o_n.iter()
+                        .zip(&o_wide)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{level} hd={hd} n={n}: accumulate rows differ from the wide tile"
+                );
+            }
+        }
+    }
+}

@@ -20,7 +20,7 @@ use crate::act::{A256x8, A32x8, A256, A32};
 /// The CPU must have AVX-512 VNNI and AVX-512 VL.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn dpbusd(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+pub(crate) unsafe fn dpbusd(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
     let mut acc = acc;
     // SAFETY: register-only instruction; the caller guarantees the CPU supports it.
     asm!(

@@ -21,6 +21,8 @@ pub mod scalar;
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub mod exact;
 
 /// One rectangle of a matrix product, as raw pointers (the caller guarantees the extents).
 #[derive(Clone, Copy)]
@@ -180,6 +182,18 @@ pub fn region_xn_fn(level: Level, ty: GgmlType) -> Option<(RegionFn, usize)> {
         }
     }
     region_x8_fn(level, ty).map(|f| (f, 8))
+}
+
+/// The batch-invariant one-token kernel of `ty` at `level`, where one exists: over plain
+/// (not interleaved) activations, token by token, it computes bit for bit what a lane of
+/// [`region_xn_fn`]`(level, ty)` computes for that token (see [`exact`]).
+pub fn region_exact1_fn(level: Level, ty: GgmlType) -> Option<RegionFn> {
+    #[cfg(target_arch = "x86_64")]
+    if level >= Level::Avx2 {
+        return exact::region_fn(ty, level >= Level::Avx512Vnni);
+    }
+    let _ = (level, ty);
+    None
 }
 
 /// The 8-token prompt kernel of `ty` at `level` over interleaved activations

@@ -309,6 +309,12 @@ thread_local! {
 /// Work is done as small matrix products per block of [`KB`] keys (`S = K·Qᵀ`, online softmax
 /// per row, `O += P·V`, see `kernels::attn`), so each key and value is read once per tile
 /// instead of once per query row. Same results as [`attend_head`] up to f32 rounding.
+///
+/// Each row's result is bit-identical in any tile (any `t0..t1` holding its token, alone or
+/// with others, any tile width): every step on a row runs element-wise along the rows, key
+/// blocks are aligned to absolute positions (multiples of [`KB`]), and keys a row cannot see
+/// contribute exact zeros (tested by `tile_rows_do_not_depend_on_the_tile`). The
+/// batch-invariant mode relies on it.
 #[allow(clippy::too_many_arguments)]
 pub fn attend_tile(
     p: &AttnParams,
@@ -329,10 +335,34 @@ pub fn attend_tile(
     }
 }
 
-use kernels::attn::{KB, RT};
+use kernels::attn::{row_tile, KB, RT};
 
+/// [`attend_tile`] in the narrowest tile width that holds its rows.
 #[allow(clippy::too_many_arguments)]
 fn tile_impl<K: KvElem, V: KvElem>(
+    p: &AttnParams,
+    kvh: usize,
+    q: &[f32],
+    positions: &[u32],
+    t0: usize,
+    t1: usize,
+    keys: &[K],
+    values: &[V],
+    write: &mut dyn FnMut(usize, usize, &[f32]),
+) {
+    let rows = (t1 - t0) * (p.n_head / p.n_head_kv);
+    assert!(rows <= RT, "attend_tile: {rows} query rows, at most {RT}");
+    match row_tile(rows) {
+        4 => tile_n::<K, V, 4>(p, kvh, q, positions, t0, t1, keys, values, write),
+        8 => tile_n::<K, V, 8>(p, kvh, q, positions, t0, t1, keys, values, write),
+        16 => tile_n::<K, V, 16>(p, kvh, q, positions, t0, t1, keys, values, write),
+        _ => tile_n::<K, V, RT>(p, kvh, q, positions, t0, t1, keys, values, write),
+    }
+}
+
+/// [`attend_tile`] with tiles of `N` query rows.
+#[allow(clippy::too_many_arguments)]
+fn tile_n<K: KvElem, V: KvElem, const N: usize>(
     p: &AttnParams,
     kvh: usize,
     q: &[f32],
@@ -347,12 +377,12 @@ fn tile_impl<K: KvElem, V: KvElem>(
     let (hd, hdv) = (p.head_dim, p.head_dim_v);
     let (qd, kd, vd) = (p.n_head * hd, p.n_head_kv * hd, p.n_head_kv * hdv);
     let rows = (t1 - t0) * group;
-    assert!(rows <= RT, "attend_tile: {rows} query rows, at most {RT}");
+    assert!(rows <= N, "attend_tile: {rows} query rows, at most {N}");
     let cap = keys.len() / kd; // cached rows (a ring buffer holds position p in row p % cap)
                                // Row r: token t0 + r / group, query head kvh·group + r % group. Unused rows never see a
                                // key (position "before" every key) and are not written back.
-    let mut pos = [0i64; RT];
-    let mut lo = [i64::MAX; RT];
+    let mut pos = [0i64; N];
+    let mut lo = [i64::MAX; N];
     for r in 0..rows {
         let at = positions[t0 + r / group] as usize;
         pos[r] = at as i64;
@@ -360,31 +390,41 @@ fn tile_impl<K: KvElem, V: KvElem>(
     }
     TILE_SCRATCH.with(|cell| {
         let mut guard = cell.borrow_mut();
-        let need = hd * RT + KB * hd + KB * RT + KB * hdv + RT * hdv;
+        let need = hd * N + KB * hd + KB * N + KB * hdv + N * hdv;
         if guard.len() < need {
             guard.resize(need, 0.0);
         }
-        let (qt, rest) = guard.split_at_mut(hd * RT); // [hd, RT]: the queries, transposed
+        let (qt, rest) = guard.split_at_mut(hd * N); // [hd, N]: the queries, transposed
         let (kb, rest) = rest.split_at_mut(KB * hd); // [KB, hd]: one key block
-        let (sc, rest) = rest.split_at_mut(KB * RT); // [KB, RT]: scores, then weights
+        let (sc, rest) = rest.split_at_mut(KB * N); // [KB, N]: scores, then weights
         let (vb, rest) = rest.split_at_mut(KB * hdv); // [KB, hdv]: one value block
-        let o = &mut rest[..RT * hdv]; // [RT, hdv]
+        let o = &mut rest[..N * hdv]; // [N, hdv]
         qt.fill(0.0);
         for r in 0..rows {
             let (t, h) = (t0 + r / group, kvh * group + r % group);
             for (d, x) in q[t * qd + h * hd..][..hd].iter().enumerate() {
-                qt[d * RT + r] = *x;
+                qt[d * N + r] = *x;
             }
         }
         o.fill(0.0);
-        let mut m = [f32::NEG_INFINITY; RT]; // running maximum per row
-        let mut l = [0f32; RT]; // running sum of weights per row
+        let mut m = [f32::NEG_INFINITY; N]; // running maximum per row
+        let mut l = [0f32; N]; // running sum of weights per row
+                               // Key blocks start at multiples of KB (not at the tile's first key), so the blocks a
+                               // row goes through, and with them its online-softmax rescaling steps, depend on its
+                               // position only, never on the tile it shares: a row's result is the same in every
+                               // tile (fully masked blocks and keys change nothing: they add exact zeros).
         let first = p.first_key(positions[t0] as usize);
         let last = positions[t1 - 1] as usize;
-        let mut kb0 = first;
+        let mut kb0 = first - first % KB;
         while kb0 <= last {
             let nk = KB.min(last + 1 - kb0);
             for j in 0..nk {
+                if kb0 + j < first {
+                    // Before every row's window (a ring may hold a later position there).
+                    kb[j * hd..(j + 1) * hd].fill(0.0);
+                    vb[j * hdv..(j + 1) * hdv].fill(0.0);
+                    continue;
+                }
                 let row = (kb0 + j) % cap;
                 K::widen(
                     &keys[row * kd + kvh * hd..][..hd],
@@ -397,13 +437,13 @@ fn tile_impl<K: KvElem, V: KvElem>(
             }
             kb[nk * hd..].fill(0.0);
             vb[nk * hdv..].fill(0.0);
-            kernels::attn::scores(kb, qt, hd, sc);
+            kernels::attn::scores_rows(N, kb, qt, hd, sc);
             // Scale, soft-cap and mask (key kp is visible to row i when lo[i] <= kp <= pos[i]),
             // then the block maximum of each row; loops run along the rows (vectorized).
-            let mut bmax = [f32::NEG_INFINITY; RT];
+            let mut bmax = [f32::NEG_INFINITY; N];
             for j in 0..KB {
                 let kp = (kb0 + j) as i64;
-                let srow: &mut [f32; RT] = (&mut sc[j * RT..(j + 1) * RT]).try_into().expect("RT");
+                let srow: &mut [f32; N] = (&mut sc[j * N..(j + 1) * N]).try_into().expect("N");
                 if let Some(cap) = p.softcap {
                     for v in srow.iter_mut() {
                         *v = cap * (*v * p.scale / cap).tanh();
@@ -413,7 +453,7 @@ fn tile_impl<K: KvElem, V: KvElem>(
                         *v *= p.scale;
                     }
                 }
-                for i in 0..RT {
+                for i in 0..N {
                     let visible = j < nk && kp <= pos[i] && kp >= lo[i];
                     srow[i] = if visible { srow[i] } else { f32::NEG_INFINITY };
                     bmax[i] = bmax[i].max(srow[i]);
@@ -431,14 +471,14 @@ fn tile_impl<K: KvElem, V: KvElem>(
                 }
             }
             for j in 0..KB {
-                let srow: &mut [f32; RT] = (&mut sc[j * RT..(j + 1) * RT]).try_into().expect("RT");
-                for i in 0..RT {
+                let srow: &mut [f32; N] = (&mut sc[j * N..(j + 1) * N]).try_into().expect("N");
+                for i in 0..N {
                     let e = ops::exp_fast(srow[i] - m[i]);
                     srow[i] = if srow[i] == f32::NEG_INFINITY { 0.0 } else { e };
                     l[i] += srow[i];
                 }
             }
-            kernels::attn::accumulate(sc, vb, hdv, o);
+            kernels::attn::accumulate_rows(N, sc, vb, hdv, o);
             kb0 += KB;
         }
         for r in 0..rows {
@@ -609,6 +649,92 @@ mod tests {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// A query row's tile result is bit-identical whatever else its tile holds: the token
+    /// alone (a narrow tile), in tiles of every size from every start, at every key length;
+    /// GQA 1:1 to 7:1, windows (also as rings), soft-capping, f32 and f16 caches.
+    #[test]
+    fn tile_rows_do_not_depend_on_the_tile() {
+        use half::f16;
+        for (n_head, n_head_kv, hd, window, softcap, ring) in [
+            (4, 4, 64, None, None, false),
+            (9, 3, 64, None, None, false),
+            (14, 2, 32, Some(7), None, false),
+            (4, 2, 80, Some(70), None, true),
+            (8, 2, 32, None, Some(1.5), false),
+        ] {
+            let p = AttnParams {
+                n_head,
+                n_head_kv,
+                head_dim: hd,
+                head_dim_v: hd,
+                scale: 1.0 / (hd as f32).sqrt(),
+                softcap,
+                window,
+            };
+            let (p0, n) = (61, 80); // keys 0..141: three blocks of 64, unaligned starts
+            let total = p0 + n;
+            let cap = match (ring, window) {
+                (true, Some(w)) => w + n - 1,
+                _ => total,
+            };
+            let kd = n_head_kv * hd;
+            let kall = data(total * kd, 0.41);
+            let vall = data(total * kd, 0.83);
+            let (mut k, mut v) = (vec![0f32; cap * kd], vec![0f32; cap * kd]);
+            for pos in 0..total {
+                let r = pos % cap;
+                k[r * kd..(r + 1) * kd].copy_from_slice(&kall[pos * kd..(pos + 1) * kd]);
+                v[r * kd..(r + 1) * kd].copy_from_slice(&vall[pos * kd..(pos + 1) * kd]);
+            }
+            let kh: Vec<f16> = k.iter().map(|&x| f16::from_f32(x * 2.0)).collect();
+            let vh: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+            let qd = n_head * hd;
+            let q = data(n * qd, 1.7);
+            let positions: Vec<u32> = (p0..total).map(|x| x as u32).collect();
+            let group = n_head / n_head_kv;
+            let tq = (TILE_ROWS / group).max(1);
+            for (kr, vr) in [
+                (Rows::F32(&k), Rows::F32(&v)),
+                (Rows::F16(&kh), Rows::F16(&vh)),
+            ] {
+                let tiles = |size: usize, start: usize| {
+                    let mut out = vec![f32::NAN; n * qd];
+                    for kvh in 0..n_head_kv {
+                        let mut t0 = 0;
+                        while t0 < n {
+                            // The first tile from 0 to `start`, then tiles of `size`.
+                            let t1 = if t0 == 0 && start > 0 {
+                                start
+                            } else {
+                                t0 + size
+                            };
+                            let t1 = t1.min(n);
+                            attend_tile(&p, kvh, &q, &positions, t0, t1, kr, vr, &mut |t, h, o| {
+                                out[t * qd + h * hd..][..hd].copy_from_slice(o)
+                            });
+                            t0 = t1;
+                        }
+                    }
+                    out
+                };
+                let alone = tiles(1, 0);
+                for (size, start) in [(tq, 0), (tq, 1), (2.min(tq), 3), (tq.max(2) - 1, 5)] {
+                    let start = start.min(tq);
+                    let got = tiles(size, start);
+                    let same = got
+                        .iter()
+                        .zip(&alone)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(
+                        same,
+                        "heads {n_head}/{n_head_kv} window {window:?} softcap {softcap:?} \
+                         ring {ring}: tiles of {size} from {start} differ from tokens alone"
+                    );
                 }
             }
         }
