@@ -49,8 +49,11 @@ pub struct ServeArgs {
     /// Requests that may wait for a slot; more get 503 with Retry-After.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub queue: usize,
-    /// Make each request's results independent of what shares its batches.
-    #[arg(long)]
+    /// Each request's tokens and log-probabilities are independent, bit for bit, of what shares
+    /// its batches, of prompt chunking and of prefix reuse. On by default (it costs nothing
+    /// measurable, see docs/PERFORMANCE.md); `--batch-invariant false` turns it off.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
     pub batch_invariant: bool,
 }
 

@@ -15,7 +15,7 @@
 //! block (a server hands the event to an async channel). Returning `false` cancels the request
 //! (a client that went away); its slot is free at the next step.
 //!
-//! With [`SchedulerOptions::batch_invariant`], a request's tokens and log-probabilities do not
+//! With [`SchedulerOptions::batch_invariant`] (the default), a request's tokens and log-probabilities do not
 //! depend on which other requests share its batches nor on how its prompt was cut into chunks
 //! (see `kernels::set_batch_invariant`).
 
@@ -56,7 +56,8 @@ pub struct SchedulerOptions {
     /// Kernel worker threads (0 = the pool's default).
     pub threads: usize,
     pub kv_type: KvType,
-    /// Results independent of batching (see the module docs).
+    /// Results independent of batching (see the module docs; on by default: measured, it costs
+    /// nothing, see docs/PERFORMANCE.md). Process-wide: it switches the kernels' mode.
     pub batch_invariant: bool,
 }
 
@@ -70,7 +71,7 @@ impl Default for SchedulerOptions {
             prefill_share: 1.0,
             threads: 0,
             kv_type: KvType::F16,
-            batch_invariant: false,
+            batch_invariant: true,
         }
     }
 }
