@@ -41,6 +41,9 @@ struct Shared {
     panicked: AtomicBool,
     quit: AtomicBool,
     sleepers: AtomicUsize,
+    /// Workers that have started running (the pool is handed out only once all have, so a
+    /// thread's start-up work never lands in the middle of someone's decode loop).
+    started: AtomicUsize,
     lock: Mutex<()>,
     wake: Condvar,
 }
@@ -105,6 +108,7 @@ impl Pool {
             panicked: AtomicBool::new(false),
             quit: AtomicBool::new(false),
             sleepers: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
             lock: Mutex::new(()),
             wake: Condvar::new(),
         });
@@ -117,6 +121,10 @@ impl Pool {
                     .expect("spawning a kernel worker thread")
             })
             .collect();
+        let n_workers = threads.max(1) - 1;
+        while shared.started.load(Acquire) < n_workers {
+            std::thread::yield_now();
+        }
         THREADS.store(threads.max(1), SeqCst);
         Pool { shared, workers }
     }
@@ -158,6 +166,7 @@ unsafe fn join<'a>(data: *mut (), vtable: *mut ()) -> &'a TaskFn {
 
 fn worker(s: &Shared) {
     IN_POOL.with(|c| c.set(true));
+    s.started.fetch_add(1, Release);
     let mut seen = 0u64;
     loop {
         // Wait for a ready generation we have not served.
