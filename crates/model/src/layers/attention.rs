@@ -512,6 +512,29 @@ mod tests {
         (0..n).map(|i| ((i as f32 + 0.5) * seed).sin()).collect()
     }
 
+    /// Key and value rows of `total` positions stored as a cache of `cap` rows does (position
+    /// `pos` in row `pos % cap`, later positions overwrite), in f32 and f16 (keys scaled by 2
+    /// in f16 so the two element types see different values).
+    #[allow(clippy::type_complexity)]
+    fn ring_rows(
+        total: usize,
+        cap: usize,
+        kd: usize,
+        ks: f32,
+        vs: f32,
+    ) -> (Vec<f32>, Vec<f32>, Vec<half::f16>, Vec<half::f16>) {
+        let (kall, vall) = (data(total * kd, ks), data(total * kd, vs));
+        let (mut k, mut v) = (vec![0f32; cap * kd], vec![0f32; cap * kd]);
+        for pos in 0..total {
+            let r = pos % cap;
+            k[r * kd..(r + 1) * kd].copy_from_slice(&kall[pos * kd..(pos + 1) * kd]);
+            v[r * kd..(r + 1) * kd].copy_from_slice(&vall[pos * kd..(pos + 1) * kd]);
+        }
+        let kh = k.iter().map(|&x| half::f16::from_f32(x * 2.0)).collect();
+        let vh = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+        (k, v, kh, vh)
+    }
+
     /// Naive reference: full score matrix with -inf outside the allowed range.
     fn naive(
         p: &AttnParams,
@@ -557,7 +580,6 @@ mod tests {
     /// sliding windows (also as ring buffers), soft-capping, a cached prefix, several key blocks.
     #[test]
     fn tiled_matches_per_token() {
-        use half::f16;
         const TOL: f32 = 2e-5;
         let shapes = [(4, 4, 64), (8, 2, 64), (14, 2, 64), (4, 1, 256), (3, 1, 80)];
         for (si, &(n_head, n_head_kv, hd)) in shapes.iter().enumerate() {
@@ -583,18 +605,7 @@ mod tests {
                         _ => total,
                     };
                     let kd = n_head_kv * hd;
-                    // Cache rows: position `pos` in row `pos % cap` (later positions overwrite).
-                    let kall = data(total * kd, 0.37 + si as f32 * 0.01);
-                    let vall = data(total * kd, 0.91);
-                    let mut k = vec![0f32; cap * kd];
-                    let mut v = vec![0f32; cap * kd];
-                    for pos in 0..total {
-                        let r = pos % cap;
-                        k[r * kd..(r + 1) * kd].copy_from_slice(&kall[pos * kd..(pos + 1) * kd]);
-                        v[r * kd..(r + 1) * kd].copy_from_slice(&vall[pos * kd..(pos + 1) * kd]);
-                    }
-                    let kh: Vec<f16> = k.iter().map(|&x| f16::from_f32(x * 2.0)).collect();
-                    let vh: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+                    let (k, v, kh, vh) = ring_rows(total, cap, kd, 0.37 + si as f32 * 0.01, 0.91);
                     let qd = n_head * hd;
                     let q = data(n * qd, 1.3);
                     let positions: Vec<u32> = (p0..total).map(|x| x as u32).collect();
@@ -659,7 +670,6 @@ mod tests {
     /// GQA 1:1 to 7:1, windows (also as rings), soft-capping, f32 and f16 caches.
     #[test]
     fn tile_rows_do_not_depend_on_the_tile() {
-        use half::f16;
         for (n_head, n_head_kv, hd, window, softcap, ring) in [
             (4, 4, 64, None, None, false),
             (9, 3, 64, None, None, false),
@@ -683,16 +693,7 @@ mod tests {
                 _ => total,
             };
             let kd = n_head_kv * hd;
-            let kall = data(total * kd, 0.41);
-            let vall = data(total * kd, 0.83);
-            let (mut k, mut v) = (vec![0f32; cap * kd], vec![0f32; cap * kd]);
-            for pos in 0..total {
-                let r = pos % cap;
-                k[r * kd..(r + 1) * kd].copy_from_slice(&kall[pos * kd..(pos + 1) * kd]);
-                v[r * kd..(r + 1) * kd].copy_from_slice(&vall[pos * kd..(pos + 1) * kd]);
-            }
-            let kh: Vec<f16> = k.iter().map(|&x| f16::from_f32(x * 2.0)).collect();
-            let vh: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+            let (k, v, kh, vh) = ring_rows(total, cap, kd, 0.41, 0.83);
             let qd = n_head * hd;
             let q = data(n * qd, 1.7);
             let positions: Vec<u32> = (p0..total).map(|x| x as u32).collect();
