@@ -7,24 +7,13 @@
 //! Every test of this binary switches the mode on (and none switches it off), so tests running
 //! in parallel see the same mode.
 
-use gguf::GgmlType;
-use kernels::{matmul_at, matmul_multi_at, quantize_row, Level, QMatrix};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+mod common;
 
-/// Every type with an integer kernel.
-const QTYPES: [GgmlType; 10] = [
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
+use common::{levels, rand_vec, weights, QTYPES};
+use gguf::GgmlType;
+use kernels::{matmul_at, matmul_multi_at, Level, QMatrix};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 
 /// Types on the f32 path: float weights, and quantized types without an integer kernel (a row
 /// is dequantized, then f32 dots).
@@ -45,34 +34,6 @@ const SHAPES: [(usize, usize); 4] = [(7, 256), (37, 768), (130, 512), (19, 1280)
 
 /// Most tokens per product tested.
 const MAX_N: usize = 40;
-
-fn levels() -> Vec<Level> {
-    Level::ALL.into_iter().filter(|l| l.available()).collect()
-}
-
-fn rand_vec(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
-    (0..n)
-        .map(|i| {
-            let big = if i % 97 == 3 { 8.0 } else { 1.0 };
-            rng.gen_range(-1.0f32..1.0) * scale * big
-        })
-        .collect()
-}
-
-fn weights(rng: &mut StdRng, ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
-    let f = rand_vec(rng, rows * cols, 0.5);
-    let rb = cols / ty.block_size() * ty.type_size();
-    let mut data = vec![0u8; rows * rb];
-    for r in 0..rows {
-        quantize_row(
-            ty,
-            &f[r * cols..(r + 1) * cols],
-            &mut data[r * rb..(r + 1) * rb],
-        )
-        .unwrap();
-    }
-    data
-}
 
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
@@ -122,7 +83,7 @@ fn matmul_rows_do_not_depend_on_the_batch() {
     for ty in QTYPES.into_iter().chain(OTHER_TYPES) {
         assert!(kernels::supports(ty), "{ty}");
         for (rows, cols) in SHAPES {
-            let data = weights(&mut rng, ty, rows, cols);
+            let data = weights(&mut rng, ty, rows, cols).0;
             let w = QMatrix {
                 ty,
                 data: &data,
@@ -150,7 +111,7 @@ fn matmul_rows_do_not_depend_on_threads() {
         GgmlType::Q4_K,
         GgmlType::Q6_K,
     ] {
-        let data = weights(&mut rng, ty, rows, cols);
+        let data = weights(&mut rng, ty, rows, cols).0;
         let w = QMatrix {
             ty,
             data: &data,
@@ -208,7 +169,7 @@ fn matmul_multi_rows_do_not_depend_on_the_batch() {
     for set in sets {
         let data: Vec<Vec<u8>> = set
             .iter()
-            .map(|&(ty, rows)| weights(&mut rng, ty, rows, cols))
+            .map(|&(ty, rows)| weights(&mut rng, ty, rows, cols).0)
             .collect();
         let ws: Vec<QMatrix> = set
             .iter()

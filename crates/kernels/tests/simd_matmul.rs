@@ -1,24 +1,13 @@
 //! SIMD kernels against their scalar twins at every dispatch level this CPU has, and matmul
 //! against the dequantize-then-f32 reference.
 
-use gguf::GgmlType;
-use kernels::{matmul_at, matmul_multi_at, matmul_reference, quantize_row, Level, QMatrix};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+mod common;
 
-/// Every type with an integer kernel.
-const QTYPES: [GgmlType; 10] = [
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
+use common::{levels, rand_vec, weights, QTYPES};
+use gguf::GgmlType;
+use kernels::{matmul_at, matmul_multi_at, matmul_reference, Level, QMatrix};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 
 // SIMD vs scalar twin: same integer arithmetic, only the f32 summation order differs. Relative
 // to Σ|w·x| of the output element.
@@ -46,45 +35,6 @@ fn twin_tol(ty: GgmlType) -> f32 {
 
 /// Against the reference, beyond the activation rounding bound: f32 summation order.
 const REF_SLACK: f32 = 1e-4;
-
-fn levels() -> Vec<Level> {
-    Level::ALL.into_iter().filter(|l| l.available()).collect()
-}
-
-fn rand_vec(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
-    (0..n)
-        .map(|i| {
-            // Some outliers so block scales differ a lot.
-            let big = if i % 97 == 3 { 8.0 } else { 1.0 };
-            rng.gen_range(-1.0f32..1.0) * scale * big
-        })
-        .collect()
-}
-
-/// Random weights of `ty`, `[rows, cols]`, and their dequantized values.
-fn weights(rng: &mut StdRng, ty: GgmlType, rows: usize, cols: usize) -> (Vec<u8>, Vec<f32>) {
-    let f = rand_vec(rng, rows * cols, 0.5);
-    let rb = cols / ty.block_size() * ty.type_size();
-    let mut data = vec![0u8; rows * rb];
-    for r in 0..rows {
-        quantize_row(
-            ty,
-            &f[r * cols..(r + 1) * cols],
-            &mut data[r * rb..(r + 1) * rb],
-        )
-        .unwrap();
-    }
-    let mut deq = vec![0f32; rows * cols];
-    for r in 0..rows {
-        kernels::dequantize_row(
-            ty,
-            &data[r * rb..(r + 1) * rb],
-            &mut deq[r * cols..(r + 1) * cols],
-        )
-        .unwrap();
-    }
-    (data, deq)
-}
 
 /// `Σ_c |w[r,c]·x[t,c]|` for every output element (the scale errors are measured against).
 fn magnitudes(deq: &[f32], x: &[f32], rows: usize, cols: usize, n: usize) -> Vec<f32> {
