@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::tiny_dir;
+use common::{tiny_dir, tokens};
 use model::{Batch, KvCache, KvType, Model};
 
 /// Chunk sizes of (b).
@@ -27,21 +27,6 @@ const CHUNKS: [usize; 5] = [1, 3, 7, 16, 33];
 fn invariant_on() {
     kernels::set_batch_invariant(true);
     assert!(kernels::batch_invariant());
-}
-
-/// Deterministic pseudo-random token ids below `vocab`.
-fn tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) % vocab as u64) as u32
-        })
-        .collect()
 }
 
 /// Which cache a variant runs on.

@@ -4,24 +4,9 @@
 
 mod common;
 
-use common::{argmax, max_abs_diff, tiny_dir};
+use common::{argmax, max_abs_diff, tiny_dir, tokens};
 use gguf::{GgufFile, GgufWriter, Value};
 use model::{Batch, KvCache, KvType, Model, MAX_BATCH};
-
-/// Deterministic pseudo-random token ids below 512.
-fn tokens(n: usize, seed: u64) -> Vec<u32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) % 512) as u32
-        })
-        .collect()
-}
 
 /// Feeds `toks` to `slot` in chunks of the given sizes (cycled), logits for every token.
 fn feed(m: &Model, cache: &mut KvCache, slot: usize, toks: &[u32], chunks: &[usize]) -> Vec<f32> {
@@ -58,7 +43,7 @@ fn windowed_cache_matches_plain_cache() {
     for arch in ["gemma3", "gemma2"] {
         let m = tiny(arch);
         let n_ctx = 1400;
-        let toks = tokens(1300, 7);
+        let toks = tokens(1300, 512, 7);
         let mut plain = m.new_cache(1, n_ctx).unwrap();
         let mut ring = m.new_cache_windowed(1, n_ctx, KvType::F32).unwrap();
         println!(
@@ -83,7 +68,7 @@ fn windowed_cache_matches_plain_cache() {
 #[test]
 fn windowed_cache_with_two_slots() {
     let m = tiny("gemma3");
-    let (t0, t1) = (tokens(900, 1), tokens(900, 2));
+    let (t0, t1) = (tokens(900, 512, 1), tokens(900, 512, 2));
     let mut plain = m.new_cache(1, 1000).unwrap();
     let want0 = feed(&m, &mut plain, 0, &t0, &[MAX_BATCH]);
     plain.clear();
@@ -123,7 +108,7 @@ const BATCHING_TOL: f32 = 1e-4;
 #[test]
 fn windowed_cache_truncation() {
     let m = tiny("gemma3");
-    let toks = tokens(1000, 3);
+    let toks = tokens(1000, 512, 3);
     let mut plain = m.new_cache(1, 1100).unwrap();
     let want = feed(&m, &mut plain, 0, &toks, &[MAX_BATCH]);
     let mut ring = m.new_cache_windowed(1, 1100, KvType::F32).unwrap();
@@ -272,7 +257,7 @@ fn huge_window_is_harmless() {
 /// unscaled model, factor 8 differs; an unknown scaling type is refused.
 #[test]
 fn gemma3_linear_rope_scaling() {
-    let toks = tokens(40, 9);
+    let toks = tokens(40, 512, 9);
     let logits = |m: &Model| common::prompt_logits(m, &toks);
     let base = logits(&tiny("gemma3"));
     let edited = |ty: &str, f: f32| {
