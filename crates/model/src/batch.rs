@@ -1,5 +1,8 @@
 //! [`Batch`]: the tokens of one forward pass, possibly from several sequences.
 
+/// Most tokens one [`crate::Model::forward`] call accepts; split longer prompts into chunks.
+pub const MAX_BATCH: usize = 512;
+
 /// Tokens to evaluate together. Entry `i` is token `tokens[i]` at position `positions[i]` of the
 /// sequence held in KV-cache slot `seq_ids[i]`; `logits[i]` asks for its logits row.
 ///

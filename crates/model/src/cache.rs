@@ -3,9 +3,10 @@
 
 use crate::error::{ModelError, Result};
 use crate::layers::kv_cache::KvStore;
+use crate::layers::moe::MoeScratch;
 
 /// Activation buffers of one forward pass. Every field is grown with [`crate::ops::grow`]
-/// before use; an architecture may use `extra` for buffers of its own.
+/// before use; each feature has its own typed buffers.
 #[derive(Clone, Debug, Default)]
 pub struct Scratch {
     /// `[n, n_embd]` residual stream
@@ -26,17 +27,23 @@ pub struct Scratch {
     pub gate: Vec<f32>,
     /// `[n, n_ff]` up activations
     pub up: Vec<f32>,
-    /// `[n, n_rot/2]` RoPE cosines, `[n, n_rot/2]` sines
-    pub cos: Vec<f32>,
-    pub sin: Vec<f32>,
-    /// `[n_ctx]` attention scores of one head
-    pub scores: Vec<f32>,
+    /// RoPE tables, one per RoPE variant of the model (`Decoder::ropes`)
+    pub rope: Vec<RopeTables>,
+    /// Buffers of the mixture-of-experts feed-forward
+    pub moe: MoeScratch,
     /// `[n_out, n_embd]` final hidden rows of the tokens that want logits
     pub out_x: Vec<f32>,
     /// `[n_slots]` next expected position per slot (batch validation)
     pub next_pos: Vec<usize>,
-    /// Buffers an architecture needs beyond the above.
-    pub extra: Vec<Vec<f32>>,
+}
+
+/// The RoPE angles of one forward pass for one RoPE variant.
+#[derive(Clone, Debug, Default)]
+pub struct RopeTables {
+    /// `[n, n_rot/2]` cosines
+    pub cos: Vec<f32>,
+    /// `[n, n_rot/2]` sines
+    pub sin: Vec<f32>,
 }
 
 /// A KV cache of `n_slots` independent sequences of up to `n_ctx` positions each.

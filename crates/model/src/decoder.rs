@@ -1,142 +1,201 @@
-//! The llama-style decoder shared by several architectures:
+//! The one decoder every architecture runs: a layer loop driven by a [`DecoderDesc`]
+//! (see [`crate::desc`] for the block it describes).
 //!
 //! ```text
-//! x = token_embd[token]
-//! per layer:  x += o( attention( rope(qk_norm(q(norm(x)))), rope(qk_norm(k(norm(x)))), v(norm(x)) ) )
-//!             x += down( silu(gate(norm(x))) * up(norm(x)) )      (or a mixture of experts)
-//! logits = output( norm(x) )          (output = token_embd when output.weight is absent)
+//! x = token_embd[token] · embd_scale (+ position_embd[pos])
+//! per layer (BlockDesc):
+//!     h = attn_norm?(x);  q, k, v = proj(h);  q, k = rope?(qk_norm?(q, k));  store k, v
+//!     x += residual_scale · post_attn_norm?( o( attention(q, cached k, cached v) ) )
+//!     h = ffn_norm?(x);   x += residual_scale · post_ffn_norm?( ffn(h) )
+//! logits = softcap?( output( output_norm(x) ) )      (output = token_embd when output.weight is absent)
 //! ```
 //!
-//! Optional pieces are found by tensor name: biases on any projection (`blk.N.attn_q.bias`…),
-//! q/k norms either per head (`[head_dim]`) or over the whole projection (`[n_head*head_dim]`),
-//! fused projections (`attn_qkv` = q, k, v rows stacked; `ffn_up` of `2*n_ff` rows = gate rows
-//! then up rows, when `ffn_gate` is absent: phi3), experts when `{arch}.expert_count` > 0
-//! ([`crate::layers::moe`]: mixtral, qwen3moe).
+//! [`Decoder::load`] reads the tensors the description names (checking shapes and types);
+//! the forward pass ([`Architecture::forward`]) is the loop above, with every buffer taken
+//! from [`Scratch`] (no allocation per token). Adding a block kind is one variant in
+//! [`crate::desc`], its loading in [`Decoder::load`] and its step in the loop.
 
 use gguf::GgufFile;
 
-use crate::arch::Architecture;
-use crate::batch::Batch;
+use crate::architecture::Architecture;
+use crate::batch::{Batch, MAX_BATCH};
 use crate::cache::Scratch;
+use crate::desc::{Act, DecoderDesc, FfnKind, Layout, Mask, NormKind, QkNormKind};
 use crate::error::{ModelError, Result};
-use crate::hparams::HParams;
+use crate::hparams::{HParams, MAX_DIM};
 use crate::layers::attention::{attend_head, attend_tile, AttnParams, TILE_ROWS};
-use crate::layers::ffn::swiglu;
+use crate::layers::ffn::{geglu_tanh, gelu_tanh_inplace, silu_inplace, swiglu};
 use crate::layers::kv_cache::KvStore;
 use crate::layers::moe::{MoeFfn, MoeParams};
-use crate::layers::norm::{rms_norm, rms_norm_inplace};
-use crate::layers::rope::{Rope, RopeStyle};
-use crate::model::MAX_BATCH;
+use crate::layers::norm::{layer_norm, rms_norm, rms_norm_inplace};
+use crate::layers::rope::Rope;
 use crate::ops::{add_inplace, grow, par_for, SharedMut};
 use crate::weights::{Linear, Loader, Matrix};
 
 /// Largest vocabulary accepted (rows of `token_embd.weight`).
 pub const MAX_VOCAB: usize = 1 << 22;
 
-/// What differs between llama-like architectures.
+/// A loaded norm: RMSNorm (`[n_embd]` weight) or LayerNorm (`[n_embd]` weight and bias).
 #[derive(Clone, Debug)]
-pub struct DecoderOptions {
-    pub rope_style: RopeStyle,
-    /// Fail at load when `attn_q_norm`/`attn_k_norm` are missing (qwen3).
-    pub require_qk_norm: bool,
+pub enum Norm {
+    Rms(Vec<f32>),
+    Layer { w: Vec<f32>, b: Vec<f32> },
 }
 
-impl Default for DecoderOptions {
-    fn default() -> Self {
-        DecoderOptions {
-            rope_style: RopeStyle::Norm,
-            require_qk_norm: false,
-        }
-    }
-}
-
-/// An RMSNorm on queries or keys: per head (qwen3, gemma3) or over the whole projection (olmo2).
-#[derive(Clone, Debug)]
-pub enum QkNorm {
-    /// `[head_dim]`, applied to each head.
-    PerHead(Vec<f32>),
-    /// `[n_heads * head_dim]`, applied to the whole row.
-    Whole(Vec<f32>),
-}
-
-impl QkNorm {
-    fn load(ld: &Loader, name: &str, head_dim: usize, whole: usize) -> Result<Option<QkNorm>> {
-        let Some(t) = ld.file.tensor_info(name) else {
-            return Ok(None);
-        };
-        if t.dims == [whole as u64] && whole != head_dim {
-            Ok(Some(QkNorm::Whole(ld.vector(name, whole)?)))
-        } else {
-            Ok(Some(QkNorm::PerHead(ld.vector(name, head_dim)?)))
-        }
+impl Norm {
+    fn load(ld: &Loader, kind: NormKind, prefix: &str, d: usize) -> Result<Norm> {
+        let w = ld.vector(&format!("{prefix}.weight"), d)?;
+        Ok(match kind {
+            NormKind::Rms => Norm::Rms(w),
+            NormKind::Layer => Norm::Layer {
+                w,
+                b: ld.vector(&format!("{prefix}.bias"), d)?,
+            },
+        })
     }
 
-    /// Normalises `x` (`[n, whole]`) in place.
-    pub fn apply(&self, x: &mut [f32], eps: f32) {
+    /// Normalises every row of `x` (`[n, n_embd]`) into `out`.
+    pub fn apply(&self, x: &[f32], eps: f32, out: &mut [f32]) {
         match self {
-            QkNorm::PerHead(w) | QkNorm::Whole(w) => rms_norm_inplace(x, w, eps),
+            Norm::Rms(w) => rms_norm(x, w, eps, out),
+            Norm::Layer { w, b } => layer_norm(x, w, Some(b), eps, out),
+        }
+    }
+
+    /// Normalises every row of `x` in place; `tmp` (as long as `x`) is scratch.
+    fn apply_inplace(&self, x: &mut [f32], eps: f32, tmp: &mut [f32]) {
+        match self {
+            Norm::Rms(w) => rms_norm_inplace(x, w, eps),
+            Norm::Layer { w, b } => {
+                layer_norm(x, w, Some(b), eps, tmp);
+                x.copy_from_slice(tmp);
+            }
         }
     }
 }
 
-/// One transformer block.
+/// The feed-forward of a block, loaded.
 #[derive(Clone, Debug)]
-pub struct DecoderLayer {
-    /// `[n_embd]`
-    pub attn_norm: Vec<f32>,
+pub enum Ffn {
+    /// `down(act(gate(x)) · up(x))`; `[n_ff, n_embd]`, `[n_ff, n_embd]`, `[n_embd, n_ff]`.
+    Gated {
+        act: Act,
+        gate: Linear,
+        up: Linear,
+        down: Linear,
+    },
+    /// `down(act(up(x)))`; `[n_ff, n_embd]`, `[n_embd, n_ff]`.
+    Mlp { act: Act, up: Linear, down: Linear },
+    /// Mixture of SwiGLU experts.
+    Moe(MoeFfn),
+}
+
+/// One block, loaded.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    /// `[n_embd]` norms before and after each sub-layer (as the block description places them).
+    pub attn_norm: Option<Norm>,
+    pub post_attn_norm: Option<Norm>,
+    pub ffn_norm: Option<Norm>,
+    pub post_ffn_norm: Option<Norm>,
     /// `[q_dim, n_embd]`, `[k_dim, n_embd]`, `[v_dim, n_embd]`, `[n_embd, n_head*head_dim_v]`
     pub q: Linear,
     pub k: Linear,
     pub v: Linear,
     pub o: Linear,
-    pub q_norm: Option<QkNorm>,
-    pub k_norm: Option<QkNorm>,
-    /// `[n_embd]`
-    pub ffn_norm: Vec<f32>,
+    /// RMSNorm weights of q and k: `[head_dim]` per head, or `[q_dim]`/`[k_dim]` whole.
+    pub q_norm: Option<Vec<f32>>,
+    pub k_norm: Option<Vec<f32>>,
+    /// Shape, scale, soft-cap and window of this layer's attention.
+    pub attn: AttnParams,
+    pub mask: Mask,
+    /// Index into [`Decoder::ropes`].
+    pub rope: Option<usize>,
     pub ffn: Ffn,
 }
 
-/// The feed-forward of a block.
-#[derive(Clone, Debug)]
-pub enum Ffn {
-    /// SwiGLU: `down(silu(gate(x)) · up(x))`; `[n_ff, n_embd]`, `[n_ff, n_embd]`, `[n_embd, n_ff]`.
-    Dense {
-        gate: Linear,
-        up: Linear,
-        down: Linear,
-    },
-    /// Mixture of SwiGLU experts.
-    Moe(MoeFfn),
-}
-
-/// A loaded llama-like model.
+/// A loaded decoder.
 #[derive(Clone, Debug)]
 pub struct Decoder {
     pub hp: HParams,
-    pub opts: DecoderOptions,
+    pub desc: DecoderDesc,
     pub vocab: usize,
     /// `[vocab, n_embd]`
     pub tok_embd: Matrix,
-    pub layers: Vec<DecoderLayer>,
-    /// `[n_embd]`
-    pub output_norm: Vec<f32>,
+    /// `[n_pos, n_embd]` learned positions
+    pub pos_embd: Option<Matrix>,
+    pub ropes: Vec<Rope>,
+    pub layers: Vec<Layer>,
+    pub output_norm: Norm,
     /// `[vocab, n_embd]` (a copy of `tok_embd`'s info when tied)
     pub output: Linear,
-    pub rope: Rope,
-    pub attn: AttnParams,
+    /// Width of the dense feed-forwards (0 when every layer is a mixture of experts).
+    pub n_ff: usize,
+}
+
+fn bad(key: String, msg: impl Into<String>) -> ModelError {
+    ModelError::BadHparam {
+        key,
+        msg: msg.into(),
+    }
 }
 
 impl Decoder {
-    /// Loads and validates every tensor of a llama-like model.
-    pub fn load(file: &GgufFile, hp: HParams, opts: DecoderOptions) -> Result<Decoder> {
+    /// Loads and validates every tensor `desc` names (`desc.layers` has one entry per layer).
+    pub fn load(file: &GgufFile, hp: HParams, desc: DecoderDesc) -> Result<Decoder> {
         let ld = Loader::new(file);
         let d = hp.n_embd;
-        let moe = MoeParams::read(file, &hp.arch)?;
-        if hp.n_ff == 0 && moe.is_none() {
-            return Err(ModelError::BadHparam {
-                key: format!("{}.feed_forward_length", hp.arch),
-                msg: "missing or zero".into(),
-            });
+        let arch = hp.arch.clone();
+        if desc.layers.len() != hp.n_layer {
+            return Err(bad(
+                format!("{arch}.block_count"),
+                format!(
+                    "{} layers, but the architecture describes {}",
+                    hp.n_layer,
+                    desc.layers.len()
+                ),
+            ));
+        }
+        let any_moe = desc.layers.iter().any(|b| b.ffn == FfnKind::Moe);
+        let any_dense = desc.layers.iter().any(|b| b.ffn != FfnKind::Moe);
+        let moe = if any_moe {
+            match MoeParams::read(file, &arch)? {
+                Some(m) => Some(m),
+                None => {
+                    return Err(bad(
+                        format!("{arch}.expert_count"),
+                        format!("missing or zero (a {arch} model has experts)"),
+                    ))
+                }
+            }
+        } else {
+            None
+        };
+        if any_dense && hp.n_ff == 0 {
+            return Err(bad(
+                format!("{arch}.feed_forward_length"),
+                "missing or zero",
+            ));
+        }
+        for (i, b) in desc.layers.iter().enumerate() {
+            if b.rope.is_some_and(|r| r >= desc.ropes.len()) {
+                return Err(bad(
+                    format!("{arch}.rope"),
+                    format!("layer {i}: no such RoPE"),
+                ));
+            }
+            if b.attn.window == Some(0) {
+                return Err(bad(
+                    format!("{arch}.attention.sliding_window"),
+                    "a sliding window of 0 positions",
+                ));
+            }
+            if b.attn.mask == Mask::Bidirectional && b.attn.window.is_some() {
+                return Err(bad(
+                    format!("{arch}.attention.sliding_window"),
+                    format!("layer {i}: a sliding window on bidirectional attention"),
+                ));
+            }
         }
         let tok_embd = ld.matrix_any_rows("token_embd.weight", d, MAX_VOCAB)?;
         let vocab = tok_embd.rows;
@@ -147,26 +206,50 @@ impl Decoder {
                 b: None,
             },
         };
-        let output_norm = ld.vector("output_norm.weight", d)?;
+        let output_norm = Norm::load(&ld, desc.output_norm, "output_norm", d)?;
+        let pos_embd = if desc.learned_positions {
+            Some(ld.matrix_any_rows("position_embd.weight", d, MAX_DIM)?)
+        } else {
+            None
+        };
+        let ropes = desc
+            .ropes
+            .iter()
+            .map(|r| {
+                let rope = Rope::new(r.style, hp.n_rot, r.base);
+                match r.linear_scale {
+                    Some(f) => rope.with_linear_scaling(f),
+                    None => rope,
+                }
+            })
+            .collect();
         let att_out = hp.n_head * hp.head_dim_v;
         let mut layers = Vec::with_capacity(hp.n_layer);
-        for i in 0..hp.n_layer {
+        for (i, b) in desc.layers.iter().enumerate() {
             let p = |s: &str| format!("blk.{i}.{s}");
-            let q_norm = QkNorm::load(&ld, &p("attn_q_norm.weight"), hp.head_dim, hp.q_dim())?;
-            let k_norm = QkNorm::load(&ld, &p("attn_k_norm.weight"), hp.head_dim, hp.k_dim())?;
-            if opts.require_qk_norm && (q_norm.is_none() || k_norm.is_none()) {
-                let missing = if q_norm.is_none() {
-                    "attn_q_norm"
-                } else {
-                    "attn_k_norm"
-                };
-                return Err(gguf::GgufError::MissingTensor {
-                    path: file.path().to_path_buf(),
-                    tensor: p(&format!("{missing}.weight")),
+            let norm = |at: bool, name: &str| -> Result<Option<Norm>> {
+                at.then(|| Norm::load(&ld, b.norm, &p(name), d)).transpose()
+            };
+            let (q_norm, k_norm) = match b.qk_norm {
+                QkNormKind::None => (None, None),
+                QkNormKind::PerHead => (
+                    Some(ld.vector(&p("attn_q_norm.weight"), hp.head_dim)?),
+                    Some(ld.vector(&p("attn_k_norm.weight"), hp.head_dim)?),
+                ),
+                QkNormKind::Whole => (
+                    Some(ld.vector(&p("attn_q_norm.weight"), hp.q_dim())?),
+                    Some(ld.vector(&p("attn_k_norm.weight"), hp.k_dim())?),
+                ),
+            };
+            let fused = |layout: Layout, fused: &str, separate: &str| match layout {
+                Layout::Separate => false,
+                Layout::Fused => true,
+                Layout::FusedOrSeparate => {
+                    ld.has(&p(&format!("{fused}.weight")))
+                        && !ld.has(&p(&format!("{separate}.weight")))
                 }
-                .into());
-            }
-            let (q, k, v) = if ld.has(&p("attn_qkv.weight")) && !ld.has(&p("attn_q.weight")) {
+            };
+            let (q, k, v) = if fused(b.qkv, "attn_qkv", "attn_q") {
                 let dims = [hp.q_dim(), hp.k_dim(), hp.v_dim()];
                 let [q, k, v]: [Linear; 3] = ld
                     .linear_split(&p("attn_qkv"), &dims, d)?
@@ -180,17 +263,11 @@ impl Decoder {
                     ld.linear(&p("attn_v"), hp.v_dim(), d)?,
                 )
             };
-            let ffn = match &moe {
-                Some(mp) => Ffn::Moe(MoeFfn::load(&ld, i, d, mp)?),
-                None => {
-                    let ff = hp.n_ff;
-                    let fused = !ld.has(&p("ffn_gate.weight"))
-                        && ld
-                            .file
-                            .tensor_info(&p("ffn_up.weight"))
-                            .map(|t| t.dims.clone())
-                            == Some(vec![d as u64, 2 * ff as u64]);
-                    let (gate, up) = if fused {
+            let ff = hp.n_ff;
+            let ffn = match b.ffn {
+                FfnKind::Moe => Ffn::Moe(MoeFfn::load(&ld, i, d, moe.as_ref().expect("read"))?),
+                FfnKind::Gated { act, gate_up } => {
+                    let (gate, up) = if fused(gate_up, "ffn_up", "ffn_gate") {
                         let [g, u]: [Linear; 2] = ld
                             .linear_split(&p("ffn_up"), &[ff, ff], d)?
                             .try_into()
@@ -203,41 +280,59 @@ impl Decoder {
                         )
                     };
                     let down = ld.linear(&p("ffn_down"), d, ff)?;
-                    Ffn::Dense { gate, up, down }
+                    Ffn::Gated {
+                        act,
+                        gate,
+                        up,
+                        down,
+                    }
                 }
+                FfnKind::Mlp { act } => Ffn::Mlp {
+                    act,
+                    up: ld.linear(&p("ffn_up"), ff, d)?,
+                    down: ld.linear(&p("ffn_down"), d, ff)?,
+                },
             };
-            layers.push(DecoderLayer {
-                attn_norm: ld.vector(&p("attn_norm.weight"), d)?,
+            layers.push(Layer {
+                attn_norm: norm(b.attn_norm.pre(), "attn_norm")?,
+                post_attn_norm: norm(b.attn_norm.post(), "post_attention_norm")?,
+                ffn_norm: norm(b.ffn_norm.pre(), "ffn_norm")?,
+                post_ffn_norm: norm(b.ffn_norm.post(), "post_ffw_norm")?,
                 q,
                 k,
                 v,
                 o: ld.linear(&p("attn_output"), d, att_out)?,
                 q_norm,
                 k_norm,
-                ffn_norm: ld.vector(&p("ffn_norm.weight"), d)?,
+                attn: AttnParams {
+                    n_head: hp.n_head,
+                    n_head_kv: hp.n_head_kv,
+                    head_dim: hp.head_dim,
+                    head_dim_v: hp.head_dim_v,
+                    scale: b
+                        .attn
+                        .scale
+                        .unwrap_or_else(|| 1.0 / (hp.head_dim as f32).sqrt()),
+                    softcap: b.attn.softcap,
+                    window: b.attn.window,
+                },
+                mask: b.attn.mask,
+                rope: b.rope,
                 ffn,
             });
         }
-        let rope = Rope::new(opts.rope_style, hp.n_rot, hp.rope_base);
-        let attn = AttnParams {
-            n_head: hp.n_head,
-            n_head_kv: hp.n_head_kv,
-            head_dim: hp.head_dim,
-            head_dim_v: hp.head_dim_v,
-            scale: 1.0 / (hp.head_dim as f32).sqrt(),
-            softcap: None,
-            window: None,
-        };
+        let n_ff = if any_dense { hp.n_ff } else { 0 };
         Ok(Decoder {
             hp,
-            opts,
+            desc,
             vocab,
             tok_embd,
+            pos_embd,
+            ropes,
             layers,
             output_norm,
             output,
-            rope,
-            attn,
+            n_ff,
         })
     }
 }
@@ -260,12 +355,18 @@ impl Decoder {
 /// 56–58 vs 48 t/s, a single token's tile reading each key and value once per KV head instead
 /// of once per query head.)
 ///
+/// Bidirectional attention (`ends` given: `ends[slot]` is one past the last position of
+/// `slot`, the slot lengths after this batch) lets every token see every cached position of
+/// its slot up to the slot's last token in the batch; those tokens go one per (token, head)
+/// through [`attend_head`].
+///
 /// `q`: `[n, n_head*head_dim]` → `att`: `[n, n_head*head_dim_v]`.
 pub fn attention_batch(
     p: &AttnParams,
     kv: &KvStore,
     layer: usize,
     batch: &Batch,
+    ends: Option<&[usize]>,
     q: &[f32],
     att: &mut [f32],
 ) {
@@ -278,17 +379,19 @@ pub fn attention_batch(
     let mut c0 = 0;
     while c0 < n {
         let c1 = (c0 + MAX_BATCH).min(n);
-        attention_part(p, kv, layer, batch, q, &out, c0..c1);
+        attention_part(p, kv, layer, batch, ends, q, &out, c0..c1);
         c0 = c1;
     }
 }
 
 /// [`attention_batch`] of the batch entries `range` (at most [`MAX_BATCH`]), as one pool job.
+#[allow(clippy::too_many_arguments)]
 fn attention_part(
     p: &AttnParams,
     kv: &KvStore,
     layer: usize,
     batch: &Batch,
+    ends: Option<&[usize]>,
     q: &[f32],
     out: &SharedMut,
     range: std::ops::Range<usize>,
@@ -301,8 +404,9 @@ fn attention_part(
     // own), at every level; a row's tile result depends on nothing but its own query and
     // position (`attend_tile`), and tiles beat `attend_head` here even for one token.
     let invariant = kernels::batch_invariant();
-    let tiled =
-        group <= TILE_ROWS && (invariant || kernels::cpu::level() != kernels::Level::Scalar);
+    let tiled = ends.is_none()
+        && group <= TILE_ROWS
+        && (invariant || kernels::cpu::level() != kernels::Level::Scalar);
     let min_run = if invariant { 1 } else { TILE_MIN };
     // Tiles `(t0, t1)` of the runs, and the tokens outside runs (no allocation: a part has
     // at most MAX_BATCH tokens, so at most MAX_BATCH tiles).
@@ -363,18 +467,20 @@ fn attention_part(
         } else {
             let j = task - tile_tasks;
             let (t, h) = (singles[j / p.n_head] as usize, j % p.n_head);
-            attend_one(p, kv, layer, batch, q, out, t, h);
+            attend_one(p, kv, layer, batch, ends, q, out, t, h);
         }
     });
 }
 
-/// [`attend_head`] of token `t`, head `h`, into its part of `out`.
+/// [`attend_head`] of token `t`, head `h`, into its part of `out`: causal, or up to the end of
+/// the slot with `ends`.
 #[allow(clippy::too_many_arguments)]
 fn attend_one(
     p: &AttnParams,
     kv: &KvStore,
     layer: usize,
     batch: &Batch,
+    ends: Option<&[usize]>,
     q: &[f32],
     out: &SharedMut,
     t: usize,
@@ -391,7 +497,7 @@ fn attend_one(
         &q[t * qd..(t + 1) * qd],
         kv.keys(layer, slot),
         kv.values(layer, slot),
-        batch.positions[t] as usize,
+        ends.map_or(batch.positions[t] as usize, |e| e[slot] - 1),
         out_h,
     );
 }
@@ -411,6 +517,26 @@ pub fn gather_outputs(batch: &Batch, x: &[f32], d: usize, out: &mut [f32]) -> us
     j
 }
 
+/// `x += scale · y` (`x += y` without a scale).
+fn residual_add(x: &mut [f32], y: &[f32], scale: Option<f32>) {
+    match scale {
+        None => add_inplace(x, y),
+        Some(s) => {
+            for (a, b) in x.iter_mut().zip(y) {
+                *a += s * b;
+            }
+        }
+    }
+}
+
+/// `cap · tanh(x / cap)` on every value.
+pub fn softcap_inplace(x: &mut [f32], cap: f32) {
+    let inv = 1.0 / cap;
+    for v in x.iter_mut() {
+        *v = cap * (*v * inv).tanh();
+    }
+}
+
 impl Architecture for Decoder {
     fn hparams(&self) -> &HParams {
         &self.hp
@@ -420,8 +546,8 @@ impl Architecture for Decoder {
         self.vocab
     }
 
-    fn kv_window(&self, _layer: usize) -> Option<usize> {
-        self.attn.window
+    fn kv_window(&self, layer: usize) -> Option<usize> {
+        self.layers.get(layer).and_then(|l| l.attn.window)
     }
 
     fn forward(
@@ -433,21 +559,21 @@ impl Architecture for Decoder {
         logits: &mut [f32],
     ) -> Result<()> {
         let hp = &self.hp;
+        let eps = hp.norm_eps;
         let n = batch.len();
         let d = hp.n_embd;
+        // Learned positions exist only up to the table's length: check before writing anything.
+        if let Some(pe) = &self.pos_embd {
+            if let Some(i) = batch.positions.iter().position(|&p| p as usize >= pe.rows) {
+                return Err(ModelError::BadBatch(format!(
+                    "token {i}: position {} is beyond the model's {} learned positions",
+                    batch.positions[i], pe.rows
+                )));
+            }
+        }
         let (qd, kd, vd) = (hp.q_dim(), hp.k_dim(), hp.v_dim());
         let od = hp.n_head * hp.head_dim_v;
-        // Dense feed-forward width (MoE layers use their own buffers in `s.extra`).
-        let ff = if self
-            .layers
-            .iter()
-            .any(|l| matches!(l.ffn, Ffn::Dense { .. }))
-        {
-            hp.n_ff
-        } else {
-            0
-        };
-        let half = self.rope.half();
+        let ff = self.n_ff;
         grow(&mut s.x, n * d);
         grow(&mut s.xn, n * d);
         grow(&mut s.q, n * qd);
@@ -457,8 +583,9 @@ impl Architecture for Decoder {
         grow(&mut s.proj, n * d);
         grow(&mut s.gate, n * ff);
         grow(&mut s.up, n * ff);
-        grow(&mut s.cos, n * half);
-        grow(&mut s.sin, n * half);
+        if s.rope.len() < self.ropes.len() {
+            s.rope.resize_with(self.ropes.len(), Default::default);
+        }
         // Views of exactly this batch's size.
         let x = &mut s.x[..n * d]; // [n, n_embd]
         let xn = &mut s.xn[..n * d]; // [n, n_embd]
@@ -469,27 +596,58 @@ impl Architecture for Decoder {
         let proj = &mut s.proj[..n * d]; // [n, n_embd]
         let gate = &mut s.gate[..n * ff]; // [n, n_ff]
         let up = &mut s.up[..n * ff]; // [n, n_ff]
-        let cos = &mut s.cos[..n * half]; // [n, n_rot/2]
-        let sin = &mut s.sin[..n * half]; // [n, n_rot/2]
+                                      // Slot lengths after this batch (filled by the batch validation): bidirectional ends.
+        let ends = &s.next_pos[..];
 
         for (t, &tok) in batch.tokens.iter().enumerate() {
             self.tok_embd
                 .row_f32(file, tok as usize, &mut x[t * d..(t + 1) * d]);
         }
-        self.rope.tables(&batch.positions, cos, sin);
+        if let Some(scale) = self.desc.embd_scale {
+            for val in x.iter_mut() {
+                *val *= scale;
+            }
+        }
+        if let Some(pe) = &self.pos_embd {
+            // xn is free until the first norm: use it for the position rows.
+            for (t, &p) in batch.positions.iter().enumerate() {
+                pe.row_f32(file, p as usize, &mut xn[t * d..(t + 1) * d]);
+            }
+            add_inplace(x, xn);
+        }
+        // [n, n_rot/2] cosines and sines of each RoPE, shared by its layers and heads.
+        for (rope, tab) in self.ropes.iter().zip(&mut s.rope) {
+            let half = rope.half();
+            grow(&mut tab.cos, n * half);
+            grow(&mut tab.sin, n * half);
+            rope.tables(
+                &batch.positions,
+                &mut tab.cos[..n * half],
+                &mut tab.sin[..n * half],
+            );
+        }
+        let res = self.desc.residual_scale;
 
         for (l, layer) in self.layers.iter().enumerate() {
             // Attention block.
-            rms_norm(x, &layer.attn_norm, hp.norm_eps, xn);
+            match &layer.attn_norm {
+                Some(norm) => norm.apply(x, eps, xn),
+                None => xn.copy_from_slice(x),
+            }
             Linear::forward_many([&layer.q, &layer.k, &layer.v], file, xn, n, [q, k, v]);
-            if let Some(qn) = &layer.q_norm {
-                qn.apply(q, hp.norm_eps);
+            if let Some(w) = &layer.q_norm {
+                rms_norm_inplace(q, w, eps);
             }
-            if let Some(kn) = &layer.k_norm {
-                kn.apply(k, hp.norm_eps);
+            if let Some(w) = &layer.k_norm {
+                rms_norm_inplace(k, w, eps);
             }
-            self.rope.apply(q, hp.n_head, hp.head_dim, cos, sin);
-            self.rope.apply(k, hp.n_head_kv, hp.head_dim, cos, sin);
+            if let Some(r) = layer.rope {
+                let (rope, tab) = (&self.ropes[r], &s.rope[r]);
+                let half = rope.half();
+                let (cos, sin) = (&tab.cos[..n * half], &tab.sin[..n * half]);
+                rope.apply(q, hp.n_head, hp.head_dim, cos, sin);
+                rope.apply(k, hp.n_head_kv, hp.head_dim, cos, sin);
+            }
             for t in 0..n {
                 let (slot, pos) = (batch.seq_ids[t], batch.positions[t] as usize);
                 kv.write(
@@ -500,25 +658,51 @@ impl Architecture for Decoder {
                     &v[t * vd..(t + 1) * vd],
                 );
             }
-            attention_batch(&self.attn, kv, l, batch, q, att);
+            let bidir = (layer.mask == Mask::Bidirectional).then_some(ends);
+            attention_batch(&layer.attn, kv, l, batch, bidir, q, att);
             layer.o.forward(file, att, n, proj);
-            add_inplace(x, proj);
+            if let Some(norm) = &layer.post_attn_norm {
+                norm.apply_inplace(proj, eps, xn);
+            }
+            residual_add(x, proj, res);
 
             // Feed-forward block.
-            rms_norm(x, &layer.ffn_norm, hp.norm_eps, xn);
+            match &layer.ffn_norm {
+                Some(norm) => norm.apply(x, eps, xn),
+                None => xn.copy_from_slice(x),
+            }
             match &layer.ffn {
-                Ffn::Dense {
+                Ffn::Gated {
+                    act,
                     gate: wg,
                     up: wu,
                     down: wd,
                 } => {
                     Linear::forward_many([wg, wu], file, xn, n, [gate, up]);
-                    swiglu(gate, up);
+                    match act {
+                        Act::Silu => swiglu(gate, up),
+                        Act::GeluTanh => geglu_tanh(gate, up),
+                    }
                     wd.forward(file, gate, n, proj);
                 }
-                Ffn::Moe(moe) => moe.forward(file, xn, n, proj, &mut s.extra),
+                Ffn::Mlp {
+                    act,
+                    up: wu,
+                    down: wd,
+                } => {
+                    wu.forward(file, xn, n, up);
+                    match act {
+                        Act::Silu => silu_inplace(up),
+                        Act::GeluTanh => gelu_tanh_inplace(up),
+                    }
+                    wd.forward(file, up, n, proj);
+                }
+                Ffn::Moe(moe) => moe.forward(file, xn, n, proj, &mut s.moe),
             }
-            add_inplace(x, proj);
+            if let Some(norm) = &layer.post_ffn_norm {
+                norm.apply_inplace(proj, eps, xn);
+            }
+            residual_add(x, proj, res);
         }
 
         // Final norm and output projection, only for the rows that want logits.
@@ -530,8 +714,35 @@ impl Architecture for Decoder {
         let out_x = &mut s.out_x[..n_out * d]; // [n_out, n_embd]
         gather_outputs(batch, x, d, out_x);
         let normed = &mut xn[..n_out * d]; // [n_out, n_embd]
-        rms_norm(out_x, &self.output_norm, hp.norm_eps, normed);
+        self.output_norm.apply(out_x, eps, normed);
         self.output.forward(file, normed, n_out, logits);
+        if let Some(cap) = self.desc.output_softcap {
+            softcap_inplace(logits, cap);
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softcap_values() {
+        let mut x = [0.0f32, 1.0, -100.0, 5.0];
+        softcap_inplace(&mut x, 5.0);
+        assert_eq!(x[0], 0.0);
+        assert!((x[1] - 5.0 * 0.2f32.tanh()).abs() < 1e-6);
+        assert!((x[2] + 5.0).abs() < 1e-5);
+        assert!((x[3] - 5.0 * 1f32.tanh()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn residual_scale() {
+        let mut x = [1.0f32, 2.0];
+        residual_add(&mut x, &[1.0, 1.0], None);
+        assert_eq!(x, [2.0, 3.0]);
+        residual_add(&mut x, &[2.0, 4.0], Some(0.5));
+        assert_eq!(x, [3.0, 5.0]);
     }
 }

@@ -191,3 +191,61 @@ impl HParams {
         self.n_head_kv * self.head_dim_v
     }
 }
+
+/// Reads an optional positive soft-cap `{arch}.{suffix}`.
+pub fn read_softcap(file: &GgufFile, key: &str) -> Result<Option<f32>> {
+    if file.get(key).is_none() {
+        return Ok(None);
+    }
+    let v = file.get_f32(key)?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(ModelError::BadHparam {
+            key: key.to_string(),
+            msg: format!("soft-cap {v} is not a positive number"),
+        });
+    }
+    Ok(Some(v))
+}
+
+/// Reads the linear RoPE scaling factor (`{arch}.rope.scaling.type` = "linear",
+/// `{arch}.rope.scaling.factor`); `None` when absent, "none", or a factor of 1. Another scaling
+/// type is an error (rather than silently wrong positions).
+pub fn read_linear_rope_scaling(file: &GgufFile, arch: &str) -> Result<Option<f32>> {
+    let tkey = format!("{arch}.rope.scaling.type");
+    let fkey = format!("{arch}.rope.scaling.factor");
+    let ty = match file.get(&tkey) {
+        None => "none",
+        Some(_) => file.get_str(&tkey)?,
+    };
+    match ty {
+        "none" => Ok(None),
+        "linear" => {
+            let f = file.get_f32(&fkey)?;
+            if !f.is_finite() || f <= 0.0 {
+                return Err(ModelError::BadHparam {
+                    key: fkey,
+                    msg: format!("{f} is not a positive number"),
+                });
+            }
+            Ok((f != 1.0).then_some(f))
+        }
+        other => Err(ModelError::BadHparam {
+            key: tkey,
+            msg: format!("RoPE scaling '{other}' is not supported for {arch} (only linear)"),
+        }),
+    }
+}
+
+/// Reads `{arch}.attention.sliding_window` (required for sliding architectures) as a window.
+pub fn read_window(file: &GgufFile, arch: &str, n_ctx_train: usize) -> Result<usize> {
+    let key = format!("{arch}.attention.sliding_window");
+    let w = file.get_u32(&key)? as usize;
+    if w == 0 {
+        return Err(ModelError::BadHparam {
+            key,
+            msg: "a sliding window of 0 positions".into(),
+        });
+    }
+    // A window past the context is the same as none; clamp so nothing sized from it is huge.
+    Ok(w.min(n_ctx_train.max(1)))
+}

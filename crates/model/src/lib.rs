@@ -8,10 +8,14 @@
 //!   buffers (allocated once, grown to the largest batch: no allocation per token).
 //!   [`Model::new_cache_windowed`] keeps only the window of sliding-window layers (ring buffers).
 //! - [`arch`]: one file per architecture and the registry [`arch::ARCHITECTURES`] (llama incl.
-//!   Mixtral, qwen2, qwen3, qwen3moe, phi3, gpt2, starcoder2, gemma2, gemma3, olmo2).
-//! - [`decoder`]: the llama-style decoder most architectures configure;
-//!   [`arch::sandwich`]: the decoder with post-sub-layer norms (gemma2, gemma3, olmo2).
-//!   [`arch::gpt2::LnDecoder`]: the LayerNorm + plain GELU MLP decoder (gpt2, starcoder2).
+//!   Mixtral, qwen2, qwen3, qwen3moe, phi3, gpt2, starcoder2, gemma2, gemma3, olmo2): each
+//!   states its facts as a [`desc::DecoderDesc`] and loads the one decoder with it.
+//! - [`desc`]: the block description (norms and where they stand, attention mask/window/
+//!   soft-cap/scale, RoPE per layer or learned positions, projection layout, feed-forward kind,
+//!   residual scale, output soft-cap), with llama defaults.
+//! - [`decoder`]: [`decoder::Decoder`], the one layer loop every architecture runs (the hot
+//!   path: `Decoder::forward`), and the batched attention dispatch.
+//! - [`architecture`]: the [`architecture::Architecture`] trait [`Model`] calls.
 //! - [`layers`]: shared pieces — norms, RoPE (both layouts), attention, KV store, FFN activations,
 //!   mixture of experts (`layers::moe`).
 //! - [`hparams`]: hyper-parameters from `{arch}.*` metadata; [`weights`]: tensor lookup with
@@ -39,9 +43,11 @@
 //! ```
 
 pub mod arch;
+pub mod architecture;
 pub mod batch;
 pub mod cache;
 pub mod decoder;
+pub mod desc;
 pub mod error;
 pub mod hparams;
 pub mod layers;

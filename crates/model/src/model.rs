@@ -4,14 +4,13 @@ use std::path::Path;
 
 use gguf::GgufFile;
 
-use crate::arch::{self, Architecture};
+use crate::arch;
+use crate::architecture::Architecture;
 use crate::batch::Batch;
+pub use crate::batch::MAX_BATCH;
 use crate::cache::KvCache;
 use crate::error::{ModelError, Result};
 use crate::layers::kv_cache::{KvStore, KvType};
-
-/// Most tokens one [`Model::forward`] call accepts; split longer prompts into chunks.
-pub const MAX_BATCH: usize = 512;
 
 /// Facts about a loaded model.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,6 +58,13 @@ impl Model {
     /// Loads a model from an open GGUF file (validates every tensor it uses).
     pub fn from_gguf(file: GgufFile) -> Result<Model> {
         let arch = arch::load(&file)?;
+        Ok(Model::from_architecture(file, arch))
+    }
+
+    /// A model from a file and an architecture already loaded from it, e.g. a
+    /// [`crate::decoder::Decoder`] with a description of the caller's own
+    /// ([`crate::desc::DecoderDesc`]). `arch` must have been loaded from `file`.
+    pub fn from_architecture(file: GgufFile, arch: Box<dyn Architecture>) -> Model {
         let hp = arch.hparams();
         let info = ModelInfo {
             arch: hp.arch.clone(),
@@ -73,7 +79,7 @@ impl Model {
             n_ff: hp.n_ff,
             max_batch: MAX_BATCH,
         };
-        Ok(Model { file, arch, info })
+        Model { file, arch, info }
     }
 
     pub fn info(&self) -> &ModelInfo {

@@ -155,15 +155,6 @@ impl<'a> Loader<'a> {
         })
     }
 
-    /// Like [`Loader::matrix`] when present.
-    pub fn matrix_opt(&self, name: &str, rows: usize, cols: usize) -> Result<Option<Matrix>> {
-        if self.has(name) {
-            self.matrix(name, rows, cols).map(Some)
-        } else {
-            Ok(None)
-        }
-    }
-
     /// Matrix `name` whose row count is read from the file (checked against `max_rows`),
     /// e.g. the vocabulary size from `token_embd.weight`.
     pub fn matrix_any_rows(&self, name: &str, cols: usize, max_rows: usize) -> Result<Matrix> {

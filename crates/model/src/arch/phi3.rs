@@ -1,6 +1,6 @@
 //! `phi3` (Phi-3, Phi-3.5 mini): llama with fused projections — `attn_qkv` (q, k, v rows
-//! stacked) and `ffn_up` holding the gate rows then the up rows — and NEOX RoPE; untied output.
-//! The fused tensors are split into row views at load, so the shared decoder runs it unchanged.
+//! stacked; separate q/k/v are accepted too) and `ffn_up` holding the gate rows then the up
+//! rows — and NEOX RoPE; untied output. The fused tensors are split into row views at load.
 //!
 //! `phi3.attention.sliding_window` > 0 (Phi-3-mini: 2047) limits every layer's attention to
 //! that many positions, the query's own included. LongRoPE models (`rope_factors_long` /
@@ -10,7 +10,8 @@
 use gguf::GgufFile;
 
 use super::Architecture;
-use crate::decoder::{Decoder, DecoderOptions};
+use crate::decoder::Decoder;
+use crate::desc::{Act, AttnDesc, BlockDesc, DecoderDesc, FfnKind, Layout, RopeDesc};
 use crate::error::{ModelError, Result};
 use crate::hparams::{HParams, Meta};
 use crate::layers::rope::RopeStyle;
@@ -33,11 +34,24 @@ pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>> {
     } else {
         None
     };
-    let opts = DecoderOptions {
-        rope_style: RopeStyle::Neox,
-        ..DecoderOptions::default()
+    let block = BlockDesc {
+        qkv: Layout::FusedOrSeparate,
+        attn: AttnDesc {
+            window,
+            ..AttnDesc::default()
+        },
+        rope: Some(0),
+        ffn: FfnKind::Gated {
+            act: Act::Silu,
+            gate_up: Layout::FusedOrSeparate,
+        },
+        ..BlockDesc::default()
     };
-    let mut d = Decoder::load(file, hp, opts)?;
-    d.attn.window = window;
-    Ok(Box::new(d))
+    let rope = RopeDesc {
+        style: RopeStyle::Neox,
+        base: hp.rope_base,
+        linear_scale: None,
+    };
+    let desc = DecoderDesc::uniform(hp.n_layer, block, Some(rope));
+    Ok(Box::new(Decoder::load(file, hp, desc)?))
 }

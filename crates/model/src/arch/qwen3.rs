@@ -4,16 +4,24 @@
 use gguf::GgufFile;
 
 use super::Architecture;
-use crate::decoder::{Decoder, DecoderOptions};
+use crate::decoder::Decoder;
+use crate::desc::{BlockDesc, DecoderDesc, QkNormKind, RopeDesc};
 use crate::error::Result;
 use crate::hparams::HParams;
 use crate::layers::rope::RopeStyle;
 
 pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>> {
     let hp = HParams::read(file, "qwen3")?;
-    let opts = DecoderOptions {
-        rope_style: RopeStyle::Neox,
-        require_qk_norm: true,
+    let block = BlockDesc {
+        qk_norm: QkNormKind::PerHead,
+        rope: Some(0),
+        ..BlockDesc::default()
     };
-    Ok(Box::new(Decoder::load(file, hp, opts)?))
+    let rope = RopeDesc {
+        style: RopeStyle::Neox,
+        base: hp.rope_base,
+        linear_scale: None,
+    };
+    let desc = DecoderDesc::uniform(hp.n_layer, block, Some(rope));
+    Ok(Box::new(Decoder::load(file, hp, desc)?))
 }

@@ -131,6 +131,13 @@ pub fn geglu_tanh(gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// Plain SiLU in place (a non-gated SiLU MLP).
+pub fn silu_inplace(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = ops::silu(*v);
+    }
+}
+
 /// Plain GELU(tanh) in place (gpt2, starcoder2).
 pub fn gelu_tanh_inplace(x: &mut [f32]) {
     match gelu_mode() {

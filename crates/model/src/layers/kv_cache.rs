@@ -11,8 +11,8 @@
 
 use half::f16;
 
+use crate::batch::MAX_BATCH;
 use crate::error::{ModelError, Result};
-use crate::model::MAX_BATCH;
 
 /// Largest cache, in values, we agree to allocate (2^36 values: a sanity bound).
 const MAX_CACHE_VALUES: usize = 1 << 36;

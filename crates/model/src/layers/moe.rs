@@ -102,8 +102,19 @@ pub struct MoeFfn {
     pub experts: Vec<Expert>,
 }
 
-/// Scratch buffers of [`MoeFfn::forward`], taken from [`crate::cache::Scratch::extra`].
-const N_BUFS: usize = 5;
+/// Scratch buffers of [`MoeFfn::forward`] (grown as needed, never shrunk).
+#[derive(Clone, Debug, Default)]
+pub struct MoeScratch {
+    /// `[n, n_expert]` router probabilities, then routing weights
+    pub probs: Vec<f32>,
+    /// `[m, n_embd]` rows of the tokens routed to one expert
+    pub xe: Vec<f32>,
+    /// `[m, n_ff]` gate and up activations of one expert
+    pub ge: Vec<f32>,
+    pub ue: Vec<f32>,
+    /// `[m, n_embd]` one expert's outputs
+    pub ye: Vec<f32>,
+}
 
 impl MoeFfn {
     /// Loads `blk.{layer}.ffn_gate_inp` and `blk.{layer}.ffn_{gate,up,down}_exps`, or the
@@ -180,24 +191,25 @@ impl MoeFfn {
         }
     }
 
-    /// `xn` (`[n, n_embd]`, normalised) → `out` (`[n, n_embd]`, overwritten). `bufs` holds the
-    /// scratch buffers (grown as needed, never shrunk).
+    /// `xn` (`[n, n_embd]`, normalised) → `out` (`[n, n_embd]`, overwritten), with the
+    /// scratch buffers of `bufs`.
     pub fn forward(
         &self,
         file: &GgufFile,
         xn: &[f32],
         n: usize,
         out: &mut [f32],
-        bufs: &mut Vec<Vec<f32>>,
+        bufs: &mut MoeScratch,
     ) {
         let (e, ff) = (self.params.n_expert, self.params.n_ff);
         let d = self.router.cols();
-        if bufs.len() < N_BUFS {
-            bufs.resize_with(N_BUFS, Vec::new);
-        }
-        let [probs, xe, ge, ue, ye] = &mut bufs[..N_BUFS] else {
-            unreachable!()
-        };
+        let MoeScratch {
+            probs,
+            xe,
+            ge,
+            ue,
+            ye,
+        } = bufs;
         grow(probs, n * e);
         grow(xe, n * d);
         grow(ge, n * ff);
