@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use gguf::GgufFile;
 use model::{Batch, KvCache, Model, ModelError};
 
-use crate::engine::{EngineOptions, DEFAULT_MAX_CTX};
+use crate::options::{EngineOptions, DEFAULT_MAX_CTX};
 use crate::session::Forward;
 use crate::EngineError;
 

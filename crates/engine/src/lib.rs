@@ -35,58 +35,23 @@
 mod backend;
 pub mod chat;
 mod engine;
+mod error;
 pub mod logprobs;
 pub mod metrics;
+pub mod options;
 pub mod scheduler;
 pub mod session;
 pub mod text;
 
 pub use chat::{ChatMessage, ChatTemplate};
-pub use engine::{Engine, EngineOptions, GenerateParams, DEFAULT_MAX_CTX};
+pub use engine::{Engine, GenerateParams};
+pub use error::{EngineError, SubmitError};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use model::KvType;
+pub use options::{EngineOptions, DEFAULT_MAX_CTX};
 pub use sampling::SamplerConfig;
 pub use scheduler::{
     Event, Finish, GenToken, Request, RequestId, Scheduler, SchedulerOptions, Sink, SlotInfo,
-    SubmitError, TokenLogprob,
+    TokenLogprob,
 };
 pub use session::{GenerateStats, StopReason, TokenEvent};
-
-use std::path::PathBuf;
-
-/// Errors of the engine.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error(transparent)]
-    Gguf(#[from] gguf::GgufError),
-    /// A model error with the file it concerns (the message includes the cause, so it is
-    /// not chained again as a `source`).
-    #[error("{path}: {error}")]
-    Model {
-        path: PathBuf,
-        error: model::ModelError,
-    },
-    #[error(transparent)]
-    Tokenizer(#[from] tokenizer::TokenizerError),
-    #[error(transparent)]
-    Sampling(#[from] sampling::SamplingError),
-    #[error("{path}: the model has no chat template (metadata key 'tokenizer.chat_template'); use a plain prompt instead")]
-    NoChatTemplate { path: PathBuf },
-    #[error("chat template: {msg}")]
-    Template { msg: String },
-    #[error("{path}: a context of {n_ctx} tokens was asked for; the model allows at most {limit}")]
-    ContextTooLarge {
-        path: PathBuf,
-        n_ctx: usize,
-        limit: usize,
-    },
-    #[error("the prompt is empty")]
-    EmptyPrompt,
-    #[error("token id {id} is out of range (vocabulary of {n_vocab})")]
-    BadToken { id: u32, n_vocab: usize },
-    /// Something went wrong inside the engine (a thread could not start, a forward pass failed).
-    #[error("{msg}")]
-    Internal { msg: String },
-    #[error("{n_tokens} tokens do not fit in the context of {n_ctx} (use a larger --ctx-size)")]
-    ContextTooLong { n_tokens: usize, n_ctx: usize },
-}

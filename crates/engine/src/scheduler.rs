@@ -32,6 +32,7 @@ use sampling::Sampler;
 use tokenizer::Tokenizer;
 
 use crate::chat::ChatTemplate;
+use crate::error::SubmitError;
 use crate::logprobs::top_logprobs;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::session::StopReason;
@@ -150,17 +151,6 @@ pub enum Event {
 
 /// Receives a request's events on the loop thread; `false` cancels the request.
 pub type Sink = Box<dyn FnMut(Event) -> bool + Send>;
-
-/// Why a request was not accepted.
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    #[error("the server is busy: {waiting} requests are waiting (queue limit {limit})")]
-    QueueFull { waiting: usize, limit: usize },
-    #[error("the server is shutting down")]
-    ShuttingDown,
-    #[error(transparent)]
-    Invalid(#[from] EngineError),
-}
 
 /// The id of a submitted request (for [`Scheduler::cancel`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -14,16 +14,9 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-/// A sampler setting that makes no sense, named by field.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SamplingError {
-    #[error("sampling setting '{field}' = {value} is invalid: {why}")]
-    Invalid {
-        field: &'static str,
-        value: String,
-        why: &'static str,
-    },
-}
+pub use error::SamplingError;
+
+mod error;
 
 /// Sampling settings. `Default` follows llama.cpp's defaults.
 #[derive(Clone, Debug, PartialEq)]

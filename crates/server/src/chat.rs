@@ -14,7 +14,7 @@ use crate::body::{parse, JsonBody};
 use crate::generate::{
     chat_logprob, collect, fingerprint, finish_reason, new_id, submit, ChatLogprob, Usage,
 };
-use crate::routes::json_response;
+use crate::json::json_response;
 use crate::sse::{self, Encoder};
 use crate::state::{unix_now, AppState, Loaded};
 use crate::ServerError;

@@ -18,7 +18,7 @@ use crate::api::{top_n, Sampling};
 use crate::body::{parse, JsonBody};
 use crate::chat::{limits, Meta};
 use crate::generate::{collect, finish_reason, submit, CompletionLogprobs, Usage};
-use crate::routes::json_response;
+use crate::json::json_response;
 use crate::sse::{self, Encoder};
 use crate::state::AppState;
 use crate::ServerError;

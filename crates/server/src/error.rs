@@ -185,7 +185,7 @@ impl ServerError {
 
 impl IntoResponse for ServerError {
     fn into_response(self) -> Response {
-        let mut resp = crate::routes::json_response(self.status(), &self.body());
+        let mut resp = crate::json::json_response(self.status(), &self.body());
         if matches!(self, ServerError::Busy { .. }) {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -9,6 +9,7 @@ mod completions;
 mod config;
 mod error;
 mod generate;
+mod json;
 mod metrics;
 mod routes;
 mod sse;

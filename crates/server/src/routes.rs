@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::from_fn_with_state;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::api;
 use crate::body::{parse, JsonBody};
 use crate::chat::{self, MessagesOnly};
+use crate::json::json_response;
 use crate::state::{AppState, Loaded};
 use crate::{auth, completions, metrics, ServerError};
 
@@ -48,20 +49,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(Arc::clone(&state), metrics::count))
         .with_state(state)
-}
-
-/// `value` as a JSON response.
-pub fn json_response(status: StatusCode, value: &impl Serialize) -> Response {
-    let body = serde_json::to_vec(value).unwrap_or_else(|e| {
-        format!(r#"{{"error":{{"message":"could not encode the response: {e}","type":"server_error","param":null,"code":null}}}}"#)
-            .into_bytes()
-    });
-    let mut resp = (status, body).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
 }
 
 fn ok(value: &impl Serialize) -> Response {
