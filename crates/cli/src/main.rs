@@ -10,6 +10,8 @@
 //! - [`serve`]: `lume serve` (the OpenAI-compatible HTTP server of the `server` crate).
 //! - `lume pull` lives here: it is a loop over `hub`.
 
+#![forbid(unsafe_code)]
+
 mod bench;
 mod generate;
 mod inspect;

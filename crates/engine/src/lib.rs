@@ -32,6 +32,8 @@
 //! - [`logprobs`]: top-N log-probabilities of a logits row.
 //! - [`EngineError`]: everything that can fail, naming the file, key or token at fault.
 
+#![forbid(unsafe_code)]
+
 mod backend;
 pub mod chat;
 mod engine;

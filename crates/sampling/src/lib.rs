@@ -12,6 +12,8 @@
 //!
 //! Non-finite logits never cause a panic: NaN counts as -inf, +inf as the largest finite f32.
 
+#![forbid(unsafe_code)]
+
 use std::hash::{BuildHasher, Hasher};
 
 pub use error::SamplingError;

@@ -23,6 +23,8 @@
 //! start and after special tokens when `add_space_prefix`) and merges the whole fragment;
 //! (3) with `add_special`, BOS / EOS are added as `add_bos_token` / `add_eos_token` say.
 
+#![forbid(unsafe_code)]
+
 pub mod bpe;
 mod error;
 pub mod pretokenize;
