@@ -143,6 +143,17 @@ pub struct RopeDesc {
     pub linear_scale: Option<f32>,
 }
 
+impl RopeDesc {
+    /// A RoPE without scaling.
+    pub fn new(style: RopeStyle, base: f32) -> RopeDesc {
+        RopeDesc {
+            style,
+            base,
+            linear_scale: None,
+        }
+    }
+}
+
 /// Everything about one layer.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct BlockDesc {
@@ -175,10 +186,12 @@ pub struct DecoderDesc {
 }
 
 impl DecoderDesc {
-    /// `n_layer` copies of `block`, with one RoPE (index 0) when `rope` is given.
+    /// `n_layer` copies of `block`, with one RoPE (index 0) when `rope` is given; the final
+    /// norm is of the blocks' kind.
     pub fn uniform(n_layer: usize, block: BlockDesc, rope: Option<RopeDesc>) -> DecoderDesc {
         DecoderDesc {
             ropes: rope.into_iter().collect(),
+            output_norm: block.norm,
             layers: vec![block; n_layer],
             ..DecoderDesc::default()
         }

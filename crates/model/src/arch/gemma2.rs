@@ -46,11 +46,7 @@ pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>> {
     };
     let desc = DecoderDesc {
         embd_scale: Some((hp.n_embd as f32).sqrt()),
-        ropes: vec![RopeDesc {
-            style: RopeStyle::Neox,
-            base: hp.rope_base,
-            linear_scale: None,
-        }],
+        ropes: vec![RopeDesc::new(RopeStyle::Neox, hp.rope_base)],
         output_softcap: read_softcap(file, "gemma2.final_logit_softcapping")?,
         layers: (0..hp.n_layer).map(block).collect(),
         ..DecoderDesc::default()

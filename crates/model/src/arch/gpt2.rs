@@ -21,7 +21,6 @@ pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>> {
     };
     let desc = DecoderDesc {
         learned_positions: true,
-        output_norm: NormKind::Layer,
         ..DecoderDesc::uniform(hp.n_layer, block, None)
     };
     Ok(Box::new(Decoder::load(file, hp, desc)?))

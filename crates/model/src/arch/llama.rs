@@ -6,8 +6,7 @@
 use gguf::GgufFile;
 
 use super::Architecture;
-use crate::decoder::Decoder;
-use crate::desc::{BlockDesc, DecoderDesc, FfnKind, RopeDesc};
+use crate::desc::{BlockDesc, FfnKind};
 use crate::error::Result;
 use crate::hparams::HParams;
 use crate::layers::moe::MoeParams;
@@ -16,18 +15,11 @@ use crate::layers::rope::RopeStyle;
 pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>> {
     let hp = HParams::read(file, "llama")?;
     let block = BlockDesc {
-        rope: Some(0),
         ffn: match MoeParams::read(file, "llama")? {
             Some(_) => FfnKind::Moe,
             None => FfnKind::default(),
         },
         ..BlockDesc::default()
     };
-    let rope = RopeDesc {
-        style: RopeStyle::Norm,
-        base: hp.rope_base,
-        linear_scale: None,
-    };
-    let desc = DecoderDesc::uniform(hp.n_layer, block, Some(rope));
-    Ok(Box::new(Decoder::load(file, hp, desc)?))
+    super::uniform(file, hp, block, Some(RopeStyle::Norm))
 }

@@ -7,7 +7,11 @@
 use gguf::GgufFile;
 
 pub use crate::architecture::{Architecture, Constructor};
+use crate::decoder::Decoder;
+use crate::desc::{BlockDesc, DecoderDesc, RopeDesc};
 use crate::error::{ModelError, Result};
+use crate::hparams::HParams;
+use crate::layers::rope::RopeStyle;
 
 pub mod gemma2;
 pub mod gemma3;
@@ -53,4 +57,21 @@ pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>> {
             supported: supported(),
         }),
     }
+}
+
+/// Loads a model whose every layer is `block`, rotated by one RoPE of `style` at
+/// `{arch}.rope.freq_base` (every layer's `rope` is set to it), or by none.
+pub fn uniform(
+    file: &GgufFile,
+    hp: HParams,
+    block: BlockDesc,
+    rope: Option<RopeStyle>,
+) -> Result<Box<dyn Architecture>> {
+    let block = BlockDesc {
+        rope: rope.map(|_| 0),
+        ..block
+    };
+    let rope = rope.map(|style| RopeDesc::new(style, hp.rope_base));
+    let desc = DecoderDesc::uniform(hp.n_layer, block, rope);
+    Ok(Box::new(Decoder::load(file, hp, desc)?))
 }

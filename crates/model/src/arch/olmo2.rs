@@ -6,8 +6,7 @@
 use gguf::GgufFile;
 
 use super::Architecture;
-use crate::decoder::Decoder;
-use crate::desc::{BlockDesc, DecoderDesc, NormAt, QkNormKind, RopeDesc};
+use crate::desc::{BlockDesc, NormAt, QkNormKind};
 use crate::error::Result;
 use crate::hparams::HParams;
 use crate::layers::rope::RopeStyle;
@@ -18,14 +17,7 @@ pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>> {
         attn_norm: NormAt::Post,
         ffn_norm: NormAt::Post,
         qk_norm: QkNormKind::Whole,
-        rope: Some(0),
         ..BlockDesc::default()
     };
-    let rope = RopeDesc {
-        style: RopeStyle::Neox,
-        base: hp.rope_base,
-        linear_scale: None,
-    };
-    let desc = DecoderDesc::uniform(hp.n_layer, block, Some(rope));
-    Ok(Box::new(Decoder::load(file, hp, desc)?))
+    super::uniform(file, hp, block, Some(RopeStyle::Neox))
 }

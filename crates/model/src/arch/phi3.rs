@@ -10,8 +10,7 @@
 use gguf::GgufFile;
 
 use super::Architecture;
-use crate::decoder::Decoder;
-use crate::desc::{Act, AttnDesc, BlockDesc, DecoderDesc, FfnKind, Layout, RopeDesc};
+use crate::desc::{Act, AttnDesc, BlockDesc, FfnKind, Layout};
 use crate::error::{ModelError, Result};
 use crate::hparams::{HParams, Meta};
 use crate::layers::rope::RopeStyle;
@@ -40,18 +39,11 @@ pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>> {
             window,
             ..AttnDesc::default()
         },
-        rope: Some(0),
         ffn: FfnKind::Gated {
             act: Act::Silu,
             gate_up: Layout::FusedOrSeparate,
         },
         ..BlockDesc::default()
     };
-    let rope = RopeDesc {
-        style: RopeStyle::Neox,
-        base: hp.rope_base,
-        linear_scale: None,
-    };
-    let desc = DecoderDesc::uniform(hp.n_layer, block, Some(rope));
-    Ok(Box::new(Decoder::load(file, hp, desc)?))
+    super::uniform(file, hp, block, Some(RopeStyle::Neox))
 }

@@ -4,8 +4,7 @@
 use gguf::GgufFile;
 
 use super::Architecture;
-use crate::decoder::Decoder;
-use crate::desc::{BlockDesc, DecoderDesc, RopeDesc};
+use crate::desc::BlockDesc;
 use crate::error::Result;
 use crate::hparams::HParams;
 use crate::layers::rope::RopeStyle;
@@ -13,14 +12,7 @@ use crate::layers::rope::RopeStyle;
 pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>> {
     let hp = HParams::read(file, "qwen2")?;
     let block = BlockDesc {
-        rope: Some(0),
         ..BlockDesc::default()
     };
-    let rope = RopeDesc {
-        style: RopeStyle::Neox,
-        base: hp.rope_base,
-        linear_scale: None,
-    };
-    let desc = DecoderDesc::uniform(hp.n_layer, block, Some(rope));
-    Ok(Box::new(Decoder::load(file, hp, desc)?))
+    super::uniform(file, hp, block, Some(RopeStyle::Neox))
 }

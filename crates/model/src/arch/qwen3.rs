@@ -4,8 +4,7 @@
 use gguf::GgufFile;
 
 use super::Architecture;
-use crate::decoder::Decoder;
-use crate::desc::{BlockDesc, DecoderDesc, QkNormKind, RopeDesc};
+use crate::desc::{BlockDesc, QkNormKind};
 use crate::error::Result;
 use crate::hparams::HParams;
 use crate::layers::rope::RopeStyle;
@@ -14,14 +13,7 @@ pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>> {
     let hp = HParams::read(file, "qwen3")?;
     let block = BlockDesc {
         qk_norm: QkNormKind::PerHead,
-        rope: Some(0),
         ..BlockDesc::default()
     };
-    let rope = RopeDesc {
-        style: RopeStyle::Neox,
-        base: hp.rope_base,
-        linear_scale: None,
-    };
-    let desc = DecoderDesc::uniform(hp.n_layer, block, Some(rope));
-    Ok(Box::new(Decoder::load(file, hp, desc)?))
+    super::uniform(file, hp, block, Some(RopeStyle::Neox))
 }

@@ -4,8 +4,7 @@
 use gguf::GgufFile;
 
 use super::Architecture;
-use crate::decoder::Decoder;
-use crate::desc::{Act, BlockDesc, DecoderDesc, FfnKind, NormKind, RopeDesc};
+use crate::desc::{Act, BlockDesc, FfnKind, NormKind};
 use crate::error::Result;
 use crate::hparams::HParams;
 use crate::layers::rope::RopeStyle;
@@ -14,18 +13,8 @@ pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>> {
     let hp = HParams::read(file, "starcoder2")?;
     let block = BlockDesc {
         norm: NormKind::Layer,
-        rope: Some(0),
         ffn: FfnKind::Mlp { act: Act::GeluTanh },
         ..BlockDesc::default()
     };
-    let rope = RopeDesc {
-        style: RopeStyle::Neox,
-        base: hp.rope_base,
-        linear_scale: None,
-    };
-    let desc = DecoderDesc {
-        output_norm: NormKind::Layer,
-        ..DecoderDesc::uniform(hp.n_layer, block, Some(rope))
-    };
-    Ok(Box::new(Decoder::load(file, hp, desc)?))
+    super::uniform(file, hp, block, Some(RopeStyle::Neox))
 }
