@@ -143,6 +143,13 @@ pub struct RopeDesc {
     pub linear_scale: Option<f32>,
 }
 
+impl Default for RopeDesc {
+    /// llama's: adjacent pairs, base 10000, no scaling.
+    fn default() -> Self {
+        RopeDesc::new(RopeStyle::Norm, 10000.0)
+    }
+}
+
 impl RopeDesc {
     /// A RoPE without scaling.
     pub fn new(style: RopeStyle, base: f32) -> RopeDesc {
