@@ -274,11 +274,6 @@ pub fn interleave_a32(src: &[u8], n: usize, nb: usize, lanes: usize, dst: &mut [
     }
 }
 
-/// [`interleave_a32`] with 8 lanes.
-pub fn interleave_a32x8(src: &[u8], n: usize, nb: usize, dst: &mut [u8]) {
-    interleave_a32(src, n, nb, 8, dst)
-}
-
 /// Layout of `L` tokens' A256 blocks interleaved (prompt kernels for K-quants, one token per
 /// SIMD lane): `d[L]: f32`; for each pair `p` of 16-value sums (0..8), token `t`'s
 /// `[bsum[2p], bsum[2p+1]]: [i16; 2]` at `BSUMS + 4Lp + 4t`; for each 4-value group `k`
@@ -326,9 +321,4 @@ pub fn interleave_a256(src: &[u8], n: usize, nb: usize, lanes: usize, dst: &mut 
             }
         }
     }
-}
-
-/// [`interleave_a256`] with 8 lanes.
-pub fn interleave_a256x8(src: &[u8], n: usize, nb: usize, dst: &mut [u8]) {
-    interleave_a256(src, n, nb, 8, dst)
 }
