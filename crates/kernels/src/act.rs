@@ -48,7 +48,19 @@ fn amax(x: &[f32]) -> f32 {
     x.iter().fold(0f32, |m, v| m.max(v.abs()))
 }
 
+/// Panics unless `x` is a whole number of `values`-value blocks and `out` holds their
+/// `bytes`-byte activation blocks: what every quantizer (scalar or SIMD) relies on.
+#[inline]
+pub(crate) fn check_quantize(what: &str, x: usize, out: usize, values: usize, bytes: usize) {
+    assert!(
+        x.is_multiple_of(values) && out >= x / values * bytes,
+        "{what}: {x} values (a multiple of {values} needed) into {out} bytes ({} needed)",
+        x / values * bytes
+    );
+}
+
 /// Scalar: quantizes `x` (a multiple of 32 values) into `out` (`x.len() / 32 * 40` bytes).
+/// Panics on a partial block or a short `out`.
 pub fn quantize_a32_scalar(x: &[f32], out: &mut [u8]) {
     a32_scalar::<false>(x, out)
 }
@@ -71,6 +83,7 @@ fn block_sum<const Q8_1: bool>(d: f32, d16: f32, sum: i32) -> f32 {
 }
 
 fn a32_scalar<const Q8_1: bool>(x: &[f32], out: &mut [u8]) {
+    check_quantize("quantize_a32", x.len(), out.len(), A32::VALUES, A32::BYTES);
     for (xb, ob) in x.chunks_exact(32).zip(out.chunks_exact_mut(A32::BYTES)) {
         let d = amax(xb) / 127.0;
         let id = if d > 0.0 { 1.0 / d } else { 0.0 };
@@ -87,7 +100,15 @@ fn a32_scalar<const Q8_1: bool>(x: &[f32], out: &mut [u8]) {
 }
 
 /// Scalar: quantizes `x` (a multiple of 256 values) into `out` (`x.len() / 256 * 292` bytes).
+/// Panics on a partial block or a short `out`.
 pub fn quantize_a256_scalar(x: &[f32], out: &mut [u8]) {
+    check_quantize(
+        "quantize_a256",
+        x.len(),
+        out.len(),
+        A256::VALUES,
+        A256::BYTES,
+    );
     for (xb, ob) in x.chunks_exact(256).zip(out.chunks_exact_mut(A256::BYTES)) {
         let d = amax(xb) / 127.0;
         let id = if d > 0.0 { 1.0 / d } else { 0.0 };
@@ -181,8 +202,8 @@ pub mod avx2 {
 
     #[inline(always)]
     unsafe fn a32<const Q8_1: bool>(x: &[f32], out: &mut [u8]) {
+        check_quantize("quantize_a32", x.len(), out.len(), A32::VALUES, A32::BYTES);
         let nb = x.len() / 32;
-        assert!(out.len() >= nb * A32::BYTES);
         for b in 0..nb {
             let xp = x.as_ptr().add(32 * b);
             let op = out.as_mut_ptr().add(A32::BYTES * b);
@@ -202,8 +223,14 @@ pub mod avx2 {
     /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn quantize_a256(x: &[f32], out: &mut [u8]) {
+        check_quantize(
+            "quantize_a256",
+            x.len(),
+            out.len(),
+            A256::VALUES,
+            A256::BYTES,
+        );
         let nb = x.len() / 256;
-        assert!(out.len() >= nb * A256::BYTES);
         for b in 0..nb {
             let xp = x.as_ptr().add(256 * b);
             let op = out.as_mut_ptr().add(A256::BYTES * b);
@@ -250,7 +277,15 @@ pub fn interleave_a32(src: &[u8], n: usize, nb: usize, lanes: usize, dst: &mut [
     let row = nb * A32::BYTES;
     let gbytes = lanes * A32::BYTES;
     let groups = n.div_ceil(lanes);
-    assert!(src.len() >= n * row && dst.len() >= groups * nb * gbytes);
+    assert!(
+        src.len() >= n * row && dst.len() >= groups * nb * gbytes,
+        "interleave_a32: {n} rows of {nb} blocks need {} source and {} destination bytes, \
+         got {} and {}",
+        n * row,
+        groups * nb * gbytes,
+        src.len(),
+        dst.len()
+    );
     let (d_off, s_off, q_off) = (0, 4 * lanes, 8 * lanes);
     for g in 0..groups {
         for b in 0..nb {
@@ -296,7 +331,15 @@ pub fn interleave_a256(src: &[u8], n: usize, nb: usize, lanes: usize, dst: &mut 
     let row = nb * A256::BYTES;
     let gbytes = lanes * A256::BYTES;
     let groups = n.div_ceil(lanes);
-    assert!(src.len() >= n * row && dst.len() >= groups * nb * gbytes);
+    assert!(
+        src.len() >= n * row && dst.len() >= groups * nb * gbytes,
+        "interleave_a256: {n} rows of {nb} blocks need {} source and {} destination bytes, \
+         got {} and {}",
+        n * row,
+        groups * nb * gbytes,
+        src.len(),
+        dst.len()
+    );
     let (bs_off, q_off) = (4 * lanes, 36 * lanes);
     for g in 0..groups {
         for b in 0..nb {

@@ -31,7 +31,16 @@ type AccumFn = fn(&[f32], &[f32], usize, &mut [f32]);
 
 #[inline(always)]
 fn scores_body<const N: usize>(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
-    assert!(k.len() >= KB * hd && qt.len() >= hd * N && s.len() >= KB * N);
+    assert!(
+        k.len() >= KB * hd && qt.len() >= hd * N && s.len() >= KB * N,
+        "attn scores ({N} rows, hd {hd}): k has {} values ({} needed), qt has {} ({}), s has {} ({})",
+        k.len(),
+        KB * hd,
+        qt.len(),
+        hd * N,
+        s.len(),
+        KB * N
+    );
     for j in (0..KB).step_by(2) {
         scores_pair::<N>(&k[j * hd..(j + 2) * hd], qt, hd, &mut s[j * N..(j + 2) * N]);
     }
@@ -74,7 +83,16 @@ fn scores_pair<const N: usize>(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) 
 
 #[inline(always)]
 fn accum_body<const N: usize>(p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
-    assert!(p.len() >= KB * N && v.len() >= KB * hdv && o.len() >= N * hdv);
+    assert!(
+        p.len() >= KB * N && v.len() >= KB * hdv && o.len() >= N * hdv,
+        "attn accumulate ({N} rows, hdv {hdv}): p has {} values ({} needed), v has {} ({}), o has {} ({})",
+        p.len(),
+        KB * N,
+        v.len(),
+        KB * hdv,
+        o.len(),
+        N * hdv
+    );
     assert!(N.is_multiple_of(R), "rows per tile: a multiple of {R}");
     let mut c0 = 0;
     while c0 < hdv {

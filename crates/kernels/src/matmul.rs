@@ -80,21 +80,47 @@ pub fn matmul_multi_at(level: Level, ws: &[QMatrix], x: &[f32], n: usize, ys: &m
         !ws.is_empty() && ws.len() <= MAX_MULTI && ws.len() == ys.len(),
         "matmul: 1..={MAX_MULTI} matrices, one output each"
     );
+    // Everything the region kernels' pointer arithmetic relies on, checked once per call (the
+    // products are checked too: a wrapped product could match a short buffer).
+    let prod = |a: usize, b: usize, what: &str| {
+        a.checked_mul(b)
+            .unwrap_or_else(|| panic!("matmul: {what} = {a} x {b} overflows"))
+    };
     for (w, y) in ws.iter().zip(ys.iter()) {
         assert_eq!(
             w.cols, ws[0].cols,
             "matmul: matrices of one input differ in cols"
         );
-        assert_eq!(x.len(), n * w.cols, "matmul: x is not [n, cols]");
-        assert_eq!(y.len(), n * w.rows, "matmul: y is not [n, rows]");
+        assert_eq!(
+            x.len(),
+            prod(n, w.cols, "n x cols"),
+            "matmul: x has {} values, not [n = {n}, cols = {}]",
+            x.len(),
+            w.cols
+        );
+        assert_eq!(
+            y.len(),
+            prod(n, w.rows, "n x rows"),
+            "matmul: y has {} values, not [n = {n}, rows = {}]",
+            y.len(),
+            w.rows
+        );
         assert_eq!(
             w.cols % w.ty.block_size(),
             0,
-            "matmul: partial weight block"
+            "matmul: {} cols are not a whole number of {}-value {} blocks",
+            w.cols,
+            w.ty.block_size(),
+            w.ty
         );
+        let need = prod(w.rows, w.row_bytes(), "rows x row_bytes");
         assert!(
-            w.data.len() >= w.rows * w.row_bytes(),
-            "matmul: weight data shorter than rows x row_bytes"
+            w.data.len() >= need,
+            "matmul: {} weights [{}, {}] need {need} bytes, the data has {}",
+            w.ty,
+            w.rows,
+            w.cols,
+            w.data.len()
         );
     }
     if n == 0 {
@@ -410,8 +436,8 @@ fn float_or_reference(level: Level, w: &QMatrix, x: &[f32], n: usize, y: &mut [f
 
 /// The plain reference: dequantize each weight row, f32 dot products, one thread.
 pub fn matmul_reference(w: &QMatrix, x: &[f32], n: usize, y: &mut [f32]) {
-    assert_eq!(x.len(), n * w.cols);
-    assert_eq!(y.len(), n * w.rows);
+    assert_eq!(x.len(), n * w.cols, "matmul_reference: x is not [n, cols]");
+    assert_eq!(y.len(), n * w.rows, "matmul_reference: y is not [n, rows]");
     let mut row = vec![0f32; w.cols];
     for r in 0..w.rows {
         dequantize_row(w.ty, w.row(r), &mut row).expect("matmul_reference: unsupported type");

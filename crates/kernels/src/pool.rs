@@ -240,7 +240,15 @@ fn claim(s: &Shared, gen: u64, n: usize) -> Option<usize> {
 
 /// Runs `f(0) .. f(n_tasks - 1)` on the pool (the calling thread takes part) and returns when
 /// all are done. Task order and placement are unspecified. A panic in a task is re-raised here.
+///
+/// At most `u32::MAX` tasks (a task index is 32 bits of the pool's ticket); more panic, on
+/// every path.
 pub fn parallel_for(n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+    assert!(
+        n_tasks <= u32::MAX as usize,
+        "parallel_for: {n_tasks} tasks, at most {} per call",
+        u32::MAX
+    );
     if n_tasks == 0 {
         return;
     }
@@ -256,7 +264,6 @@ pub fn parallel_for(n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
         return serial(f);
     }
     let s = &*guard.shared;
-    assert!(n_tasks < 1 << 32, "parallel_for: too many tasks");
     // Publish: even generation (busy), job fields, then the odd (ready) generation.
     let busy = ((gen_of(s.ticket.load(Relaxed)) | 1) + 1) & 0xFFFF_FFFF;
     s.ticket.store(busy << 32, SeqCst);

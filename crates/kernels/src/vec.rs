@@ -6,6 +6,10 @@ use half::{bf16, f16};
 use crate::cpu::{level, Level};
 
 /// The vector helpers of one dispatch level.
+///
+/// Every entry is a safe function that checks the lengths its body relies on (the two
+/// slices have equal lengths) and panics with a message naming them otherwise, so no call
+/// can read or write past the end of a slice, whatever the level.
 pub struct VecFns {
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
     pub axpy_f32: fn(&mut [f32], f32, &[f32]),
@@ -14,6 +18,15 @@ pub struct VecFns {
     pub f32_to_f16: fn(&[f32], &mut [f16]),
     pub f16_to_f32: fn(&[f16], &mut [f32]),
     pub dot_bf16_f32: fn(&[bf16], &[f32]) -> f32,
+}
+
+/// Panics unless `a == b`: the lengths of the two slices handed to the helper `what`.
+#[inline(always)]
+fn same_len(what: &str, a: usize, b: usize) {
+    assert!(
+        a == b,
+        "{what}: slices of {a} and {b} values (the lengths must be equal)"
+    );
 }
 
 static SCALAR: VecFns = VecFns {
@@ -26,17 +39,45 @@ static SCALAR: VecFns = VecFns {
     dot_bf16_f32: scalar::dot_bf16_f32,
 };
 
+/// Each entry checks the lengths, then runs the AVX2 body. This table is only handed out for
+/// levels >= Avx2, which `cpu` picks only when AVX2, FMA and F16C are present.
 #[cfg(target_arch = "x86_64")]
 static AVX2: VecFns = VecFns {
-    // SAFETY (all): this table is only handed out for levels >= Avx2, which `cpu` picks only
-    // when AVX2, FMA and F16C are present.
-    dot_f32: |a, b| unsafe { avx2::dot_f32(a, b) },
-    axpy_f32: |y, s, x| unsafe { avx2::axpy_f32(y, s, x) },
-    dot_f16_f32: |a, b| unsafe { avx2::dot_f16_f32(a, b) },
-    axpy_f16: |y, s, x| unsafe { avx2::axpy_f16(y, s, x) },
-    f32_to_f16: |x, o| unsafe { avx2::f32_to_f16(x, o) },
-    f16_to_f32: |x, o| unsafe { avx2::f16_to_f32(x, o) },
-    dot_bf16_f32: |a, b| unsafe { avx2::dot_bf16_f32(a, b) },
+    dot_f32: |a, b| {
+        same_len("dot_f32", a.len(), b.len());
+        // SAFETY: equal lengths (checked); AVX2, FMA and F16C are present (see the table).
+        unsafe { avx2::dot_f32(a, b) }
+    },
+    axpy_f32: |y, s, x| {
+        same_len("axpy_f32", y.len(), x.len());
+        // SAFETY: equal lengths (checked); AVX2, FMA and F16C are present (see the table).
+        unsafe { avx2::axpy_f32(y, s, x) }
+    },
+    dot_f16_f32: |a, b| {
+        same_len("dot_f16_f32", a.len(), b.len());
+        // SAFETY: equal lengths (checked); AVX2, FMA and F16C are present (see the table).
+        unsafe { avx2::dot_f16_f32(a, b) }
+    },
+    axpy_f16: |y, s, x| {
+        same_len("axpy_f16", y.len(), x.len());
+        // SAFETY: equal lengths (checked); AVX2, FMA and F16C are present (see the table).
+        unsafe { avx2::axpy_f16(y, s, x) }
+    },
+    f32_to_f16: |x, o| {
+        same_len("f32_to_f16", x.len(), o.len());
+        // SAFETY: equal lengths (checked); AVX2, FMA and F16C are present (see the table).
+        unsafe { avx2::f32_to_f16(x, o) }
+    },
+    f16_to_f32: |x, o| {
+        same_len("f16_to_f32", x.len(), o.len());
+        // SAFETY: equal lengths (checked); AVX2, FMA and F16C are present (see the table).
+        unsafe { avx2::f16_to_f32(x, o) }
+    },
+    dot_bf16_f32: |a, b| {
+        same_len("dot_bf16_f32", a.len(), b.len());
+        // SAFETY: equal lengths (checked); AVX2, FMA and F16C are present (see the table).
+        unsafe { avx2::dot_bf16_f32(a, b) }
+    },
 };
 
 impl VecFns {
@@ -62,86 +103,89 @@ impl VecFns {
     }
 }
 
-/// `Σ a[i]·b[i]` (same lengths).
+/// `Σ a[i]·b[i]`; panics unless the lengths are equal.
 #[inline]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
     (VecFns::get().dot_f32)(a, b)
 }
 
-/// `y += a · x`.
+/// `y += a · x`; panics unless the lengths are equal.
 #[inline]
 pub fn axpy_f32(y: &mut [f32], a: f32, x: &[f32]) {
-    assert_eq!(y.len(), x.len());
     (VecFns::get().axpy_f32)(y, a, x)
 }
 
-/// `Σ a[i]·b[i]` with f16 `a`.
+/// `Σ a[i]·b[i]` with f16 `a`; panics unless the lengths are equal.
 #[inline]
 pub fn dot_f16_f32(a: &[f16], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
     (VecFns::get().dot_f16_f32)(a, b)
 }
 
-/// `y += a · x` with f16 `x`.
+/// `y += a · x` with f16 `x`; panics unless the lengths are equal.
 #[inline]
 pub fn axpy_f16(y: &mut [f32], a: f32, x: &[f16]) {
-    assert_eq!(y.len(), x.len());
     (VecFns::get().axpy_f16)(y, a, x)
 }
 
-/// `dst[i] = f16(src[i])`, round to nearest even.
+/// `dst[i] = f16(src[i])`, round to nearest even; panics unless the lengths are equal.
 #[inline]
 pub fn f32_to_f16_slice(src: &[f32], dst: &mut [f16]) {
-    assert_eq!(src.len(), dst.len());
     (VecFns::get().f32_to_f16)(src, dst)
 }
 
-/// `dst[i] = src[i]` widened from f16 (exact).
+/// `dst[i] = src[i]` widened from f16 (exact); panics unless the lengths are equal.
 #[inline]
 pub fn f16_to_f32_slice(src: &[f16], dst: &mut [f32]) {
-    assert_eq!(src.len(), dst.len());
     (VecFns::get().f16_to_f32)(src, dst)
 }
 
-/// `Σ a[i]·b[i]` with bf16 `a`.
+/// `Σ a[i]·b[i]` with bf16 `a`; panics unless the lengths are equal.
 #[inline]
 pub fn dot_bf16_f32(a: &[bf16], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
     (VecFns::get().dot_bf16_f32)(a, b)
 }
 
-/// Plain scalar twins.
+/// Plain scalar twins (each panics unless its two slices have equal lengths, as every
+/// level's helpers do).
 pub mod scalar {
     use half::{bf16, f16};
 
+    use super::same_len;
+
     pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+        same_len("dot_f32", a.len(), b.len());
         a.iter().zip(b).map(|(x, y)| x * y).sum()
     }
     pub fn axpy_f32(y: &mut [f32], a: f32, x: &[f32]) {
+        same_len("axpy_f32", y.len(), x.len());
         for (y, x) in y.iter_mut().zip(x) {
             *y += a * x;
         }
     }
     pub fn dot_f16_f32(a: &[f16], b: &[f32]) -> f32 {
+        same_len("dot_f16_f32", a.len(), b.len());
         a.iter().zip(b).map(|(x, y)| x.to_f32() * y).sum()
     }
     pub fn axpy_f16(y: &mut [f32], a: f32, x: &[f16]) {
+        same_len("axpy_f16", y.len(), x.len());
         for (y, x) in y.iter_mut().zip(x) {
             *y += a * x.to_f32();
         }
     }
     pub fn f32_to_f16(x: &[f32], o: &mut [f16]) {
+        same_len("f32_to_f16", x.len(), o.len());
         for (o, x) in o.iter_mut().zip(x) {
             *o = f16::from_f32(*x);
         }
     }
     pub fn f16_to_f32(x: &[f16], o: &mut [f32]) {
+        same_len("f16_to_f32", x.len(), o.len());
         for (o, x) in o.iter_mut().zip(x) {
             *o = x.to_f32();
         }
     }
     pub fn dot_bf16_f32(a: &[bf16], b: &[f32]) -> f32 {
+        same_len("dot_bf16_f32", a.len(), b.len());
         a.iter().zip(b).map(|(x, y)| x.to_f32() * y).sum()
     }
 }

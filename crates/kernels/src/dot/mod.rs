@@ -208,14 +208,24 @@ pub fn region_x8_fn(level: Level, ty: GgmlType) -> Option<RegionFn> {
     None
 }
 
-/// The activation quantizer of `kind` at `level`.
+/// The activation quantizer of `kind` at `level` (which must be available on this CPU, see
+/// [`Level::available`]). The quantizer takes a whole number of blocks and an output of at
+/// least their bytes, and panics otherwise, at every level.
 pub fn quantizer(level: Level, kind: ActKind) -> fn(&[f32], &mut [u8]) {
+    assert!(
+        level.available(),
+        "{level} kernels are not available on this CPU"
+    );
     #[cfg(target_arch = "x86_64")]
     if level >= Level::Avx2 {
         return match kind {
-            // SAFETY (both): `level >= Avx2` is only chosen when AVX2 and FMA are present.
+            // SAFETY (all three): `level` is available (checked), and levels >= Avx2 are only
+            // available when AVX2 and FMA are present; the functions check their lengths.
+            // SAFETY: as above.
             ActKind::A32 => |x, o| unsafe { crate::act::avx2::quantize_a32(x, o) },
+            // SAFETY: as above.
             ActKind::A32M => |x, o| unsafe { crate::act::avx2::quantize_a32m(x, o) },
+            // SAFETY: as above.
             ActKind::A256 => |x, o| unsafe { crate::act::avx2::quantize_a256(x, o) },
         };
     }
