@@ -11,8 +11,9 @@ use std::marker::PhantomData;
 
 use gguf::GgmlType;
 
-use super::{drive, rd_f32, rd_u32, scale_min_k4, scales_q3k, Micro, Region, RegionFn};
+use super::{drive, rd_f32, rd_u32, Micro, Region, RegionFn};
 use crate::act::{A256x8, A32x8, A256, A32};
+use crate::quants::{block_at, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K};
 
 /// `acc + Σ4 u·s` per i32 lane (`u` unsigned bytes, `s` signed bytes), EVEX `vpdpbusd`.
 ///
@@ -342,6 +343,103 @@ unsafe fn qdot_scaled(q: __m256i, a: __m256i, scale: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(q, a), scale)
 }
 
+// The K-quant values in registers: one unpacker per layout (see `quants::blocks` for the
+// layouts and the scalar `values()` they match), shared by the tile kernels below and the
+// unpack-to-buffer kernels (`UnpackK`) of the prompt and exact paths.
+
+/// Chunk `c` (0..4) of a Q4_K / Q5_K block at `p`: values `64c .. 64c + 32` (`lo`) and
+/// `64c + 32 .. 64c + 64` (`hi`) as bytes. Q5_K (`FIFTH`) adds the 5th bits from `hbits`, its
+/// 32 `qh` bytes.
+///
+/// # Safety
+/// `p` points at one whole block of the type; the CPU has AVX2.
+#[inline(always)]
+unsafe fn q45_chunk<const FIFTH: bool>(
+    p: *const u8,
+    c: usize,
+    hbits: __m256i,
+) -> (__m256i, __m256i) {
+    let qs_off = if FIFTH { 48 } else { 16 };
+    let m4 = _mm256_set1_epi8(0x0F);
+    let x = _mm256_loadu_si256(p.add(qs_off + 32 * c) as *const __m256i);
+    let mut lo = _mm256_and_si256(x, m4);
+    let mut hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
+    if FIFTH {
+        let h16 = _mm256_set1_epi8(0x10);
+        let bl = _mm256_set1_epi8((1u8 << (2 * c)) as i8);
+        let bh = _mm256_set1_epi8((1u8 << (2 * c + 1)) as i8);
+        let sl = _mm256_cmpeq_epi8(_mm256_and_si256(hbits, bl), bl);
+        let sh = _mm256_cmpeq_epi8(_mm256_and_si256(hbits, bh), bh);
+        lo = _mm256_or_si256(lo, _mm256_and_si256(sl, h16));
+        hi = _mm256_or_si256(hi, _mm256_and_si256(sh, h16));
+    }
+    (lo, hi)
+}
+
+/// Half `h` (0..2) of a Q6_K block at `p`: values `128h + 32k .. 128h + 32k + 32` for
+/// `k = 0..4`, as the stored 6 bits (0..=63, the −32 offset not applied).
+///
+/// # Safety
+/// `p` points at one whole Q6_K block; the CPU has AVX2.
+#[inline(always)]
+unsafe fn q6_half(p: *const u8, h: usize) -> [__m256i; 4] {
+    let m4 = _mm256_set1_epi8(0x0F);
+    let m2 = _mm256_set1_epi8(0x30);
+    let l0 = _mm256_loadu_si256(p.add(64 * h) as *const __m256i);
+    let l1 = _mm256_loadu_si256(p.add(64 * h + 32) as *const __m256i);
+    let hb = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
+    [
+        _mm256_or_si256(
+            _mm256_and_si256(l0, m4),
+            _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2),
+        ),
+        _mm256_or_si256(
+            _mm256_and_si256(l1, m4),
+            _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2),
+        ),
+        _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+            _mm256_and_si256(hb, m2),
+        ),
+        _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+            _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2),
+        ),
+    ]
+}
+
+/// Values `128h + 32s .. 128h + 32s + 32` of a Q2_K / Q3_K block from `q`, the 32 `qs` bytes
+/// of half `h`: the 2-bit values, and for Q3_K (`THREE`) plus 4 where the `hmask` bit is set
+/// (`hm`: the 32 `hmask` bytes), so 0..=7 for the stored −4..=3.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[inline(always)]
+unsafe fn q23_part<const THREE: bool>(q: __m256i, hm: __m256i, h: usize, s: usize) -> __m256i {
+    let m3 = _mm256_set1_epi8(3);
+    let mut v = _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * s as i32)), m3);
+    if THREE {
+        let bit = _mm256_set1_epi8((1u8 << (4 * h + s)) as i8);
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);
+        v = _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(4)));
+    }
+    v
+}
+
+/// The scale and min of sub-block `s` (0..8) of the Q4_K (`FIFTH` = false) or Q5_K block at
+/// `p`, decoded by the block layout.
+///
+/// # Safety
+/// `p` points at one whole block of the type.
+#[inline(always)]
+unsafe fn k45_scale_min<const FIFTH: bool>(p: *const u8, s: usize) -> (u8, u8) {
+    if FIFTH {
+        block_at::<BlockQ5K>(p).scale_min(s)
+    } else {
+        block_at::<BlockQ4K>(p).scale_min(s)
+    }
+}
+
 /// Q4_K and Q5_K (`FIFTH` = Q5_K): 8 sub-blocks of 32 with 6-bit scales and mins.
 pub struct K45<const FIFTH: bool>;
 
@@ -353,9 +451,7 @@ impl<const FIFTH: bool> Micro for K45<FIFTH> {
         nb: usize,
     ) -> [[f32; T]; R] {
         let wb = if FIFTH { 176 } else { 144 };
-        let qs_off = if FIFTH { 48 } else { 16 };
         let mut acc = [[_mm256_setzero_ps(); T]; R];
-        let m4 = _mm256_set1_epi8(0x0F);
         for b in 0..nb {
             let ab: [*const u8; T] = std::array::from_fn(|j| a[j].add(b * A256::BYTES));
             for i in 0..R {
@@ -364,7 +460,7 @@ impl<const FIFTH: bool> Micro for K45<FIFTH> {
                 let mut sc = [0i32; 8];
                 let mut mins = [0i16; 16];
                 for s in 0..8 {
-                    let (c, m) = scale_min_k4(s, p.add(4));
+                    let (c, m) = k45_scale_min::<FIFTH>(p, s);
                     sc[s] = c as i32;
                     mins[2 * s] = m as i16;
                     mins[2 * s + 1] = m as i16;
@@ -377,18 +473,7 @@ impl<const FIFTH: bool> Micro for K45<FIFTH> {
                 };
                 let mut isum = [_mm256_setzero_si256(); T];
                 for c in 0..4 {
-                    let x = _mm256_loadu_si256(p.add(qs_off + 32 * c) as *const __m256i);
-                    let mut lo = _mm256_and_si256(x, m4);
-                    let mut hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
-                    if FIFTH {
-                        let h16 = _mm256_set1_epi8(0x10);
-                        let bl = _mm256_set1_epi8((1u8 << (2 * c)) as i8);
-                        let bh = _mm256_set1_epi8((1u8 << (2 * c + 1)) as i8);
-                        let sl = _mm256_cmpeq_epi8(_mm256_and_si256(hbits, bl), bl);
-                        let sh = _mm256_cmpeq_epi8(_mm256_and_si256(hbits, bh), bh);
-                        lo = _mm256_or_si256(lo, _mm256_and_si256(sl, h16));
-                        hi = _mm256_or_si256(hi, _mm256_and_si256(sh, h16));
-                    }
+                    let (lo, hi) = q45_chunk::<FIFTH>(p, c, hbits);
                     let sl = _mm256_set1_epi16(sc[2 * c] as i16);
                     let sh = _mm256_set1_epi16(sc[2 * c + 1] as i16);
                     for j in 0..T {
@@ -441,41 +526,22 @@ impl Micro for K6 {
         nb: usize,
     ) -> [[f32; T]; R] {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
-        let m4 = _mm256_set1_epi8(0x0F);
-        let m2 = _mm256_set1_epi8(0x30);
         for b in 0..nb {
             let ab: [*const u8; T] = std::array::from_fn(|j| a[j].add(b * A256::BYTES));
             for i in 0..R {
                 let p = w[i].add(b * 210);
                 prefetch_ahead(p, 210);
-                let sc8 = p.add(192);
-                let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(sc8 as *const __m128i));
+                let blk = block_at::<BlockQ6K>(p);
+                // The 16 i8 scales (`BlockQ6K::scale`) sign-extended in one register, for the
+                // offset term below.
+                let sc16 =
+                    _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.scales.as_ptr() as *const __m128i));
                 let mut isum = [_mm256_setzero_si256(); T];
                 for h in 0..2 {
-                    let l0 = _mm256_loadu_si256(p.add(64 * h) as *const __m256i);
-                    let l1 = _mm256_loadu_si256(p.add(64 * h + 32) as *const __m256i);
-                    let hb = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
-                    let v = [
-                        _mm256_or_si256(
-                            _mm256_and_si256(l0, m4),
-                            _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2),
-                        ),
-                        _mm256_or_si256(
-                            _mm256_and_si256(l1, m4),
-                            _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2),
-                        ),
-                        _mm256_or_si256(
-                            _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                            _mm256_and_si256(hb, m2),
-                        ),
-                        _mm256_or_si256(
-                            _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                            _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2),
-                        ),
-                    ];
+                    let v = q6_half(p, h);
                     for (k, vk) in v.iter().enumerate() {
                         let s = 8 * h + 2 * k;
-                        let sv = scale_pair(*sc8.add(s) as i8 as i32, *sc8.add(s + 1) as i8 as i32);
+                        let sv = scale_pair(blk.scale(s) as i32, blk.scale(s + 1) as i32);
                         for j in 0..T {
                             let pq = qdot_scaled(*vk, aq32(ab[j], 128 * h + 32 * k), sv);
                             isum[j] = _mm256_add_epi32(isum[j], pq);
@@ -510,7 +576,6 @@ impl<const THREE: bool> Micro for K23<THREE> {
         let wb = if THREE { 110 } else { 84 };
         let qs_off = if THREE { 32 } else { 16 };
         let mut acc = [[_mm256_setzero_ps(); T]; R];
-        let m3 = _mm256_set1_epi8(3);
         for b in 0..nb {
             let ab: [*const u8; T] = std::array::from_fn(|j| a[j].add(b * A256::BYTES));
             for i in 0..R {
@@ -520,13 +585,15 @@ impl<const THREE: bool> Micro for K23<THREE> {
                 let mut sc = [0i32; 16];
                 let mut mins = [0i16; 16];
                 if THREE {
-                    for (s, v) in sc.iter_mut().zip(scales_q3k(p.add(96))) {
+                    for (s, v) in sc.iter_mut().zip(block_at::<BlockQ3K>(p).scales()) {
                         *s = v as i32;
                     }
                 } else {
+                    let blk = block_at::<BlockQ2K>(p);
                     for s in 0..16 {
-                        sc[s] = (*p.add(s) & 0x0F) as i32;
-                        mins[s] = (*p.add(s) >> 4) as i16;
+                        let (c, m) = blk.scale_min(s);
+                        sc[s] = c as i32;
+                        mins[s] = m as i16;
                     }
                 }
                 let hm = if THREE {
@@ -538,15 +605,7 @@ impl<const THREE: bool> Micro for K23<THREE> {
                 for h in 0..2 {
                     let q = _mm256_loadu_si256(p.add(qs_off + 32 * h) as *const __m256i);
                     for s in 0..4 {
-                        let mut v = _mm256_and_si256(
-                            _mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * s as i32)),
-                            m3,
-                        );
-                        if THREE {
-                            let bit = _mm256_set1_epi8((1u8 << (4 * h + s)) as i8);
-                            let set = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);
-                            v = _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(4)));
-                        }
+                        let v = q23_part::<THREE>(q, hm, h, s);
                         let k = 8 * h + 2 * s;
                         let sv = scale_pair(sc[k], sc[k + 1]);
                         for j in 0..T {
@@ -851,29 +910,16 @@ impl<const FIFTH: bool> UnpackK for UQ4K<FIFTH> {
     const SAME_D: bool = false;
     #[inline(always)]
     unsafe fn unpack(p: *const u8, buf: *mut u8) -> KForm {
-        let qs_off = if FIFTH { 48 } else { 16 };
-        let m4 = _mm256_set1_epi8(0x0F);
         let hbits = _mm256_loadu_si256(p.add(16) as *const __m256i);
         for c in 0..4 {
-            let x = _mm256_loadu_si256(p.add(qs_off + 32 * c) as *const __m256i);
-            let mut lo = _mm256_and_si256(x, m4);
-            let mut hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
-            if FIFTH {
-                let h16 = _mm256_set1_epi8(0x10);
-                let bl = _mm256_set1_epi8((1u8 << (2 * c)) as i8);
-                let bh = _mm256_set1_epi8((1u8 << (2 * c + 1)) as i8);
-                let sl = _mm256_cmpeq_epi8(_mm256_and_si256(hbits, bl), bl);
-                let sh = _mm256_cmpeq_epi8(_mm256_and_si256(hbits, bh), bh);
-                lo = _mm256_or_si256(lo, _mm256_and_si256(sl, h16));
-                hi = _mm256_or_si256(hi, _mm256_and_si256(sh, h16));
-            }
+            let (lo, hi) = q45_chunk::<FIFTH>(p, c, hbits);
             st(buf, 64 * c, lo);
             st(buf, 64 * c + 32, hi);
         }
         let mut sc = [0i32; 16];
         let mut m = [0i32; 16];
         for j in 0..8 {
-            let (s, mm) = scale_min_k4(j, p.add(4));
+            let (s, mm) = k45_scale_min::<FIFTH>(p, j);
             sc[2 * j] = s as i32;
             sc[2 * j + 1] = s as i32;
             m[2 * j] = mm as i32;
@@ -894,47 +940,14 @@ impl UnpackK for UQ6K {
     const SAME_D: bool = true;
     #[inline(always)]
     unsafe fn unpack(p: *const u8, buf: *mut u8) -> KForm {
-        let m4 = _mm256_set1_epi8(0x0F);
-        let m2 = _mm256_set1_epi8(0x30);
         for h in 0..2 {
-            let l0 = _mm256_loadu_si256(p.add(64 * h) as *const __m256i);
-            let l1 = _mm256_loadu_si256(p.add(64 * h + 32) as *const __m256i);
-            let hb = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
-            let o = 128 * h;
-            st(
-                buf,
-                o,
-                _mm256_or_si256(
-                    _mm256_and_si256(l0, m4),
-                    _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2),
-                ),
-            );
-            st(
-                buf,
-                o + 32,
-                _mm256_or_si256(
-                    _mm256_and_si256(l1, m4),
-                    _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2),
-                ),
-            );
-            st(
-                buf,
-                o + 64,
-                _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                    _mm256_and_si256(hb, m2),
-                ),
-            );
-            st(
-                buf,
-                o + 96,
-                _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                    _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2),
-                ),
-            );
+            let v = q6_half(p, h);
+            for (k, vk) in v.into_iter().enumerate() {
+                st(buf, 128 * h + 32 * k, vk);
+            }
         }
-        let sc: [i32; 16] = std::array::from_fn(|i| *p.add(192 + i) as i8 as i32);
+        let blk = block_at::<BlockQ6K>(p);
+        let sc: [i32; 16] = std::array::from_fn(|i| blk.scale(i) as i32);
         let m: [i32; 16] = std::array::from_fn(|i| 32 * sc[i]);
         let d = f16c(p.add(208));
         KForm {
@@ -953,23 +966,15 @@ impl<const THREE: bool> UnpackK for UQ23K<THREE> {
     #[inline(always)]
     unsafe fn unpack(p: *const u8, buf: *mut u8) -> KForm {
         let qs_off = if THREE { 32 } else { 16 };
-        let m3 = _mm256_set1_epi8(3);
         let hm = _mm256_loadu_si256(p as *const __m256i);
         for h in 0..2 {
             let q = _mm256_loadu_si256(p.add(qs_off + 32 * h) as *const __m256i);
             for s in 0..4 {
-                let mut v =
-                    _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * s as i32)), m3);
-                if THREE {
-                    let bit = _mm256_set1_epi8((1u8 << (4 * h + s)) as i8);
-                    let set = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);
-                    v = _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(4)));
-                }
-                st(buf, 128 * h + 32 * s, v);
+                st(buf, 128 * h + 32 * s, q23_part::<THREE>(q, hm, h, s));
             }
         }
         if THREE {
-            let s8 = scales_q3k(p.add(96));
+            let s8 = block_at::<BlockQ3K>(p).scales();
             let sc: [i32; 16] = std::array::from_fn(|i| s8[i] as i32);
             let m: [i32; 16] = std::array::from_fn(|i| 4 * sc[i]);
             let d = f16c(p.add(108));
@@ -980,8 +985,9 @@ impl<const THREE: bool> UnpackK for UQ23K<THREE> {
                 mp: pairs(&m),
             }
         } else {
-            let sc: [i32; 16] = std::array::from_fn(|i| (*p.add(i) & 0x0F) as i32);
-            let m: [i32; 16] = std::array::from_fn(|i| (*p.add(i) >> 4) as i32);
+            let blk = block_at::<BlockQ2K>(p);
+            let sc: [i32; 16] = std::array::from_fn(|i| blk.scale_min(i).0 as i32);
+            let m: [i32; 16] = std::array::from_fn(|i| blk.scale_min(i).1 as i32);
             KForm {
                 d: f16c(p.add(80)),
                 dmin: f16c(p.add(82)),

@@ -257,30 +257,3 @@ pub(crate) unsafe fn rd_i16(p: *const u8) -> i16 {
 pub(crate) unsafe fn rd_f16(p: *const u8) -> f32 {
     half::f16::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 2])).to_f32()
 }
-
-/// The 6-bit scale and min of sub-block `j` of a Q4_K / Q5_K block (12 packed bytes at `q`).
-#[inline(always)]
-pub(crate) unsafe fn scale_min_k4(j: usize, q: *const u8) -> (u8, u8) {
-    let b = |i: usize| *q.add(i);
-    if j < 4 {
-        (b(j) & 63, b(j + 4) & 63)
-    } else {
-        (
-            (b(j + 4) & 0x0F) | ((b(j - 4) >> 6) << 4),
-            (b(j + 4) >> 4) | ((b(j) >> 6) << 4),
-        )
-    }
-}
-
-/// The 16 signed scales (already minus 32) of a Q3_K block (12 packed bytes at `q`).
-#[inline(always)]
-pub(crate) unsafe fn scales_q3k(q: *const u8) -> [i8; 16] {
-    let b = |i: usize| *q.add(i);
-    let mut s = [0i8; 16];
-    for (j, sj) in s.iter_mut().enumerate() {
-        let lo = if j < 8 { b(j) & 0x0F } else { b(j - 8) >> 4 };
-        let hi = (b(8 + j % 4) >> (2 * (j / 4))) & 3;
-        *sj = ((lo | (hi << 4)) as i32 - 32) as i8;
-    }
-    s
-}

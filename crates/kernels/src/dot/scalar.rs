@@ -5,10 +5,9 @@ use std::marker::PhantomData;
 
 use gguf::GgmlType;
 
-use super::{
-    drive, rd_f16, rd_f32, rd_i16, rd_u32, scale_min_k4, scales_q3k, Micro, Region, RegionFn,
-};
+use super::{drive, rd_f16, rd_f32, rd_i16, rd_u32, Micro, Region, RegionFn};
 use crate::act::{A256, A32};
+use crate::quants::{block_at, scale_min_k4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K};
 
 /// One weight block type's scalar dot with its activation block.
 pub trait BlockDot {
@@ -166,13 +165,16 @@ macro_rules! block256 {
     };
 }
 
-/// Σ over 8 sub-blocks of 32: `sc · Σ q·a` and `m · Σ a`, for Q4_K and Q5_K values `v`.
+/// Σ over 8 sub-blocks of 32: `sc · Σ q·a` and `m · Σ a`, for Q4_K and Q5_K values `v` with
+/// the packed `scales` (f16 `d` and `dmin` are the block's first 4 bytes, at `p`).
 #[inline(always)]
-unsafe fn k4_sums(p: *const u8, a: *const u8, v: &[i32; 256]) -> f32 {
+unsafe fn k4_sums(p: *const u8, scales: &[u8; 12], a: *const u8, v: &[u8; 256]) -> f32 {
     let (mut sumi, mut summ) = (0i32, 0i32);
     for s in 0..8 {
-        let (sc, m) = scale_min_k4(s, p.add(4));
-        let dot: i32 = (0..32).map(|i| v[32 * s + i] * aq(a, 32 * s + i)).sum();
+        let (sc, m) = scale_min_k4(s, scales);
+        let dot: i32 = (0..32)
+            .map(|i| v[32 * s + i] as i32 * aq(a, 32 * s + i))
+            .sum();
         sumi += sc as i32 * dot;
         summ += m as i32 * (bsum(a, 2 * s) + bsum(a, 2 * s + 1));
     }
@@ -180,75 +182,47 @@ unsafe fn k4_sums(p: *const u8, a: *const u8, v: &[i32; 256]) -> f32 {
 }
 
 block256!(Q4K, 144, |p, a| {
-    let mut v = [0i32; 256];
-    for j in 0..4 {
-        for l in 0..32 {
-            let b = *p.add(16 + 32 * j + l);
-            v[64 * j + l] = (b & 0x0F) as i32;
-            v[64 * j + 32 + l] = (b >> 4) as i32;
-        }
-    }
-    k4_sums(p, a, &v)
+    let b = block_at::<BlockQ4K>(p);
+    k4_sums(p, &b.scales, a, &b.values())
 });
 
 block256!(Q5K, 176, |p, a| {
-    let mut v = [0i32; 256];
-    for j in 0..4 {
-        for l in 0..32 {
-            let b = *p.add(48 + 32 * j + l);
-            let h = *p.add(16 + l);
-            v[64 * j + l] = ((b & 0x0F) | (((h >> (2 * j)) & 1) << 4)) as i32;
-            v[64 * j + 32 + l] = ((b >> 4) | (((h >> (2 * j + 1)) & 1) << 4)) as i32;
-        }
-    }
-    k4_sums(p, a, &v)
+    let b = block_at::<BlockQ5K>(p);
+    k4_sums(p, &b.scales, a, &b.values())
 });
 
 block256!(Q6K, 210, |p, a| {
-    let mut v = [0i32; 256];
-    for h in 0..2 {
-        for l in 0..32 {
-            let l0 = *p.add(64 * h + l);
-            let l1 = *p.add(64 * h + 32 + l);
-            let hb = *p.add(128 + 32 * h + l);
-            v[128 * h + l] = ((l0 & 0x0F) | ((hb & 3) << 4)) as i32 - 32;
-            v[128 * h + 32 + l] = ((l1 & 0x0F) | (((hb >> 2) & 3) << 4)) as i32 - 32;
-            v[128 * h + 64 + l] = ((l0 >> 4) | (((hb >> 4) & 3) << 4)) as i32 - 32;
-            v[128 * h + 96 + l] = ((l1 >> 4) | (((hb >> 6) & 3) << 4)) as i32 - 32;
-        }
-    }
+    let b = block_at::<BlockQ6K>(p);
+    let v = b.values();
     let mut sumi = 0i32;
     for s in 0..16 {
-        let sc = *p.add(192 + s) as i8 as i32;
-        let dot: i32 = (0..16).map(|i| v[16 * s + i] * aq(a, 16 * s + i)).sum();
-        sumi += sc * dot;
+        let dot: i32 = (0..16)
+            .map(|i| v[16 * s + i] as i32 * aq(a, 16 * s + i))
+            .sum();
+        sumi += b.scale(s) as i32 * dot;
     }
     rd_f32(a) * rd_f16(p.add(208)) * sumi as f32
 });
 
 block256!(Q2K, 84, |p, a| {
+    let b = block_at::<BlockQ2K>(p);
+    let v = b.values();
     let (mut sumi, mut summ) = (0i32, 0i32);
     for i in 0..256 {
-        let (h, s, l) = (i / 128, (i % 128) / 32, i % 32);
-        let q = ((*p.add(16 + 32 * h + l) >> (2 * s)) & 3) as i32;
-        let sc = (*p.add(i / 16) & 0x0F) as i32;
-        sumi += sc * q * aq(a, i);
+        sumi += b.scale_min(i / 16).0 as i32 * v[i] as i32 * aq(a, i);
     }
     for j in 0..16 {
-        summ += (*p.add(j) >> 4) as i32 * bsum(a, j);
+        summ += b.scale_min(j).1 as i32 * bsum(a, j);
     }
     rd_f32(a) * (rd_f16(p.add(80)) * sumi as f32 - rd_f16(p.add(82)) * summ as f32)
 });
 
 block256!(Q3K, 110, |p, a| {
-    let sc = scales_q3k(p.add(96));
+    let b = block_at::<BlockQ3K>(p);
+    let (sc, v) = (b.scales(), b.values());
     let mut sumi = 0i32;
     for i in 0..256 {
-        let (h, s, l) = (i / 128, (i % 128) / 32, i % 32);
-        let lo = ((*p.add(32 + 32 * h + l) >> (2 * s)) & 3) as i32;
-        let hi = (*p.add(l) >> (i / 32)) & 1;
-        let q = lo - if hi == 1 { 0 } else { 4 };
-        sumi += sc[i / 16] as i32 * q * aq(a, i);
+        sumi += sc[i / 16] as i32 * v[i] as i32 * aq(a, i);
     }
     rd_f32(a) * rd_f16(p.add(108)) * sumi as f32
 });
