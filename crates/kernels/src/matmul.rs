@@ -13,10 +13,7 @@ use half::{bf16, f16};
 
 use crate::act::{interleave_a256, interleave_a32};
 use crate::cpu::{level, Level};
-use crate::dot::ActKind;
-use crate::dot::{
-    act_kind, quantizer, region_exact1_fn, region_fn, region_xn_fn, Region, RegionFn,
-};
+use crate::dot::{kernels, quantizer, ActKind, Region, RegionFn};
 use crate::vec::VecFns;
 use crate::{batch_invariant, dequantize_row, num_threads, parallel_for, QMatrix};
 
@@ -140,19 +137,19 @@ pub fn matmul_multi_at(level: Level, ws: &[QMatrix], x: &[f32], n: usize, ys: &m
     let xn = n >= TOKEN_SPLIT || invariant;
     let exact1 = invariant && n <= EXACT_MAX;
     let kernel = |w: &QMatrix| -> Option<(ActKind, RegionFn, usize)> {
-        let kind = act_kind(w.ty)?;
-        region_fn(level, w.ty)?;
+        let t = kernels(w.ty)?;
+        let k = t.at(level);
         if exact1 {
-            if let Some(f) = region_exact1_fn(level, w.ty) {
-                return Some((kind, f, 1));
+            if let Some(f) = k.exact1 {
+                return Some((t.act, f, 1));
             }
         }
         if xn {
-            if let Some((f, lanes)) = region_xn_fn(level, w.ty) {
-                return Some((kind, f, lanes));
+            if let Some((f, lanes)) = k.xn {
+                return Some((t.act, f, lanes));
             }
         }
-        Some((kind, region_fn(level, w.ty)?, 1))
+        Some((t.act, k.region, 1))
     };
     let first = kernel(&ws[0]);
     let shared = first.is_some()

@@ -9,9 +9,7 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::marker::PhantomData;
 
-use gguf::GgmlType;
-
-use super::{drive, rd_f32, rd_u32, Micro, Region, RegionFn};
+use super::{drive, rd_f32, rd_u32, Micro, Region};
 use crate::act::{A256x8, A32x8, A256, A32};
 use crate::quants::{block_at, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K};
 
@@ -658,70 +656,31 @@ impl<const THREE: bool> Micro for K23<THREE> {
     }
 }
 
-/// Defines a region kernel: `R1 × 1` tiles for one token, `R × T` tiles for more.
-macro_rules! region {
-    (b32 $name:ident, $u:ty, $vnni:expr) => {
-        /// # Safety
-        /// As [`RegionFn`]; needs AVX2, FMA, F16C (and AVX-512 VNNI/VL for VNNI variants).
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn $name(g: &Region) {
-            if g.tokens == 1 {
-                B32::<$u, $vnni>::region_1tok(g)
-            } else {
-                drive::<B32<$u, $vnni>, 4, 2>(g)
-            }
-        }
-    };
-    ($name:ident, $micro:ty, $r1:expr, $r:expr, $t:expr) => {
-        /// # Safety
-        /// As [`RegionFn`]; needs AVX2, FMA, F16C (and AVX-512 VNNI/VL for VNNI variants).
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn $name(g: &Region) {
-            if g.tokens < $t {
-                drive::<$micro, $r1, 1>(g)
-            } else {
-                drive::<$micro, $r, $t>(g)
-            }
-        }
-    };
+/// The region kernel of a 32-value type: one token streams rows ([`B32::region_1tok`]),
+/// more take `4 × 2` tiles.
+///
+/// # Safety
+/// As [`super::RegionFn`]; needs AVX2, FMA, F16C (and AVX-512 VNNI/VL when `VNNI`).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn b32<U: Unpack32, const VNNI: bool>(g: &Region) {
+    if g.tokens == 1 {
+        B32::<U, VNNI>::region_1tok(g)
+    } else {
+        drive::<B32<U, VNNI>, 4, 2>(g)
+    }
 }
 
-region!(b32 q4_0, Q4_0, false);
-region!(b32 q4_1, Q4_1, false);
-region!(b32 q5_0, Q5_0, false);
-region!(b32 q5_1, Q5_1, false);
-region!(b32 q8_0, Q8_0, false);
-region!(b32 q4_0v, Q4_0, true);
-region!(b32 q4_1v, Q4_1, true);
-region!(b32 q5_0v, Q5_0, true);
-region!(b32 q5_1v, Q5_1, true);
-region!(b32 q8_0v, Q8_0, true);
-region!(q4_k, K45<false>, 1, 2, 2);
-region!(q5_k, K45<true>, 1, 2, 2);
-region!(q6_k, K6, 1, 2, 2);
-region!(q2_k, K23<false>, 1, 2, 2);
-region!(q3_k, K23<true>, 1, 2, 2);
-
-/// The AVX2 (or AVX2 + VNNI) region kernel of `ty`.
-pub fn region_fn(ty: GgmlType, vnni: bool) -> Option<RegionFn> {
-    Some(match (ty, vnni) {
-        (GgmlType::Q4_0, false) => q4_0,
-        (GgmlType::Q4_1, false) => q4_1,
-        (GgmlType::Q5_0, false) => q5_0,
-        (GgmlType::Q5_1, false) => q5_1,
-        (GgmlType::Q8_0, false) => q8_0,
-        (GgmlType::Q4_0, true) => q4_0v,
-        (GgmlType::Q4_1, true) => q4_1v,
-        (GgmlType::Q5_0, true) => q5_0v,
-        (GgmlType::Q5_1, true) => q5_1v,
-        (GgmlType::Q8_0, true) => q8_0v,
-        (GgmlType::Q4_K, _) => q4_k,
-        (GgmlType::Q5_K, _) => q5_k,
-        (GgmlType::Q6_K, _) => q6_k,
-        (GgmlType::Q2_K, _) => q2_k,
-        (GgmlType::Q3_K, _) => q3_k,
-        _ => return None,
-    })
+/// The region kernel of a K-quant tile `M`: `1 × 1` tiles for one token, `2 × 2` for more.
+///
+/// # Safety
+/// As [`super::RegionFn`]; needs AVX2, FMA, F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn k<M: Micro>(g: &Region) {
+    if g.tokens < 2 {
+        drive::<M, 1, 1>(g)
+    } else {
+        drive::<M, 2, 2>(g)
+    }
 }
 
 /// Prompt kernel for the 32-value block types over [`A32x8`] activations: each SIMD lane is
@@ -832,44 +791,14 @@ unsafe fn x8_step<U: Unpack32, const VNNI: bool, const R: usize>(
     }
 }
 
-macro_rules! region_x8 {
-    ($name:ident, $u:ty, $vnni:expr, $r:expr) => {
-        /// # Safety
-        /// As [`RegionFn`] with [`A32x8`] activations; needs AVX2, FMA, F16C (and AVX-512
-        /// VNNI/VL for VNNI variants).
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn $name(g: &Region) {
-            X8::<$u, $vnni>::region::<$r>(g)
-        }
-    };
-}
-
-region_x8!(x8_q4_0, Q4_0, false, 4);
-region_x8!(x8_q4_1, Q4_1, false, 4);
-region_x8!(x8_q5_0, Q5_0, false, 4);
-region_x8!(x8_q5_1, Q5_1, false, 4);
-region_x8!(x8_q8_0, Q8_0, false, 4);
-region_x8!(x8_q4_0v, Q4_0, true, 4);
-region_x8!(x8_q4_1v, Q4_1, true, 4);
-region_x8!(x8_q5_0v, Q5_0, true, 4);
-region_x8!(x8_q5_1v, Q5_1, true, 4);
-region_x8!(x8_q8_0v, Q8_0, true, 4);
-
-/// The prompt (8 tokens per lane group) kernel of `ty`, for [`A32x8`] activations.
-pub fn region_x8_fn(ty: GgmlType, vnni: bool) -> Option<RegionFn> {
-    Some(match (ty, vnni) {
-        (GgmlType::Q4_0, false) => x8_q4_0,
-        (GgmlType::Q4_1, false) => x8_q4_1,
-        (GgmlType::Q5_0, false) => x8_q5_0,
-        (GgmlType::Q5_1, false) => x8_q5_1,
-        (GgmlType::Q8_0, false) => x8_q8_0,
-        (GgmlType::Q4_0, true) => x8_q4_0v,
-        (GgmlType::Q4_1, true) => x8_q4_1v,
-        (GgmlType::Q5_0, true) => x8_q5_0v,
-        (GgmlType::Q5_1, true) => x8_q5_1v,
-        (GgmlType::Q8_0, true) => x8_q8_0v,
-        _ => return None,
-    })
+/// The 8-token prompt kernel of a 32-value type over [`A32x8`] activations (4-row tiles).
+///
+/// # Safety
+/// As [`super::RegionFn`] with [`A32x8`] activations; needs AVX2, FMA, F16C (and AVX-512 VNNI/VL
+/// when `VNNI`).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn x8<U: Unpack32, const VNNI: bool>(g: &Region) {
+    X8::<U, VNNI>::region::<4>(g)
 }
 
 /// A K-quant super-block in a uniform form for the prompt kernel: 256 unsigned values in
@@ -1099,42 +1028,12 @@ unsafe fn store_lanes(g: &Region, r: usize, t0: usize, v: __m256) {
     }
 }
 
-macro_rules! region_kx8 {
-    ($name:ident, $u:ty, $vnni:expr) => {
-        /// # Safety
-        /// As [`RegionFn`] with [`A256x8`] activations; needs AVX2, FMA, F16C (and AVX-512
-        /// VNNI/VL for VNNI variants).
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn $name(g: &Region) {
-            KX8::<$u, $vnni>::region::<4>(g)
-        }
-    };
-}
-
-region_kx8!(x8_q4_k, UQ4K<false>, false);
-region_kx8!(x8_q5_k, UQ4K<true>, false);
-region_kx8!(x8_q6_k, UQ6K, false);
-region_kx8!(x8_q2_k, UQ23K<false>, false);
-region_kx8!(x8_q3_k, UQ23K<true>, false);
-region_kx8!(x8_q4_kv, UQ4K<false>, true);
-region_kx8!(x8_q5_kv, UQ4K<true>, true);
-region_kx8!(x8_q6_kv, UQ6K, true);
-region_kx8!(x8_q2_kv, UQ23K<false>, true);
-region_kx8!(x8_q3_kv, UQ23K<true>, true);
-
-/// The K-quant prompt kernel of `ty` over [`A256x8`] activations.
-pub fn region_kx8_fn(ty: GgmlType, vnni: bool) -> Option<RegionFn> {
-    Some(match (ty, vnni) {
-        (GgmlType::Q4_K, false) => x8_q4_k,
-        (GgmlType::Q5_K, false) => x8_q5_k,
-        (GgmlType::Q6_K, false) => x8_q6_k,
-        (GgmlType::Q2_K, false) => x8_q2_k,
-        (GgmlType::Q3_K, false) => x8_q3_k,
-        (GgmlType::Q4_K, true) => x8_q4_kv,
-        (GgmlType::Q5_K, true) => x8_q5_kv,
-        (GgmlType::Q6_K, true) => x8_q6_kv,
-        (GgmlType::Q2_K, true) => x8_q2_kv,
-        (GgmlType::Q3_K, true) => x8_q3_kv,
-        _ => return None,
-    })
+/// The 8-token prompt kernel of a K-quant over [`A256x8`] activations (4-row tiles).
+///
+/// # Safety
+/// As [`super::RegionFn`] with [`A256x8`] activations; needs AVX2, FMA, F16C (and AVX-512 VNNI/VL
+/// when `VNNI`).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn kx8<U: UnpackK, const VNNI: bool>(g: &Region) {
+    KX8::<U, VNNI>::region::<4>(g)
 }

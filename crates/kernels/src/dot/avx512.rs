@@ -13,10 +13,8 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::marker::PhantomData;
 
-use gguf::GgmlType;
-
-use super::avx2::{KForm, Unpack32, UnpackK, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, UQ23K, UQ4K, UQ6K};
-use super::{Region, RegionFn};
+use super::avx2::{KForm, Unpack32, UnpackK, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
+use super::Region;
 use crate::act::{A256x16, A32x16};
 
 /// Weight rows per tile.
@@ -229,45 +227,24 @@ impl<U: UnpackK> Tile16 for KX16<U> {
     }
 }
 
-macro_rules! region16 {
-    ($name:ident, $kern:ty) => {
-        /// # Safety
-        /// As [`RegionFn`] with 16-token interleaved activations; needs AVX-512 F/BW/VL/VNNI,
-        /// AVX2, FMA, F16C.
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-        unsafe fn $name(g: &Region) {
-            region16::<$kern>(g)
-        }
-    };
+/// The 16-token prompt kernel of a 32-value type over [`A32x16`] activations.
+///
+/// # Safety
+/// As [`super::RegionFn`] with [`A32x16`] activations; needs AVX-512 F/BW/VL/VNNI, AVX2,
+/// FMA, F16C.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn x16<U: Unpack32>(g: &Region) {
+    region16::<X16<U>>(g)
 }
 
-region16!(x16_q4_0, X16<Q4_0>);
-region16!(x16_q4_1, X16<Q4_1>);
-region16!(x16_q5_0, X16<Q5_0>);
-region16!(x16_q5_1, X16<Q5_1>);
-region16!(x16_q8_0, X16<Q8_0>);
-region16!(x16_q2_k, KX16<UQ23K<false>>);
-region16!(x16_q3_k, KX16<UQ23K<true>>);
-region16!(x16_q4_k, KX16<UQ4K<false>>);
-region16!(x16_q5_k, KX16<UQ4K<true>>);
-region16!(x16_q6_k, KX16<UQ6K>);
-
-/// The 16-token prompt kernel of `ty` (activations interleaved 16 per group: [`A32x16`] for
-/// the 32-value types, [`A256x16`] for the K-quants).
-pub fn region_x16_fn(ty: GgmlType) -> Option<RegionFn> {
-    Some(match ty {
-        GgmlType::Q4_0 => x16_q4_0,
-        GgmlType::Q4_1 => x16_q4_1,
-        GgmlType::Q5_0 => x16_q5_0,
-        GgmlType::Q5_1 => x16_q5_1,
-        GgmlType::Q8_0 => x16_q8_0,
-        GgmlType::Q2_K => x16_q2_k,
-        GgmlType::Q3_K => x16_q3_k,
-        GgmlType::Q4_K => x16_q4_k,
-        GgmlType::Q5_K => x16_q5_k,
-        GgmlType::Q6_K => x16_q6_k,
-        _ => return None,
-    })
+/// The 16-token prompt kernel of a K-quant over [`A256x16`] activations.
+///
+/// # Safety
+/// As [`super::RegionFn`] with [`A256x16`] activations; needs AVX-512 F/BW/VL/VNNI, AVX2,
+/// FMA, F16C.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn kx16<U: UnpackK>(g: &Region) {
+    region16::<KX16<U>>(g)
 }
 
 /// Two consecutive 32-value weight blocks in one 512-bit register (one-token kernels).
@@ -482,38 +459,16 @@ unsafe fn hsum8(v: __m256i) -> i32 {
     _mm_cvtsi128_si32(s)
 }
 
-macro_rules! region1 {
-    ($name:ident, $u:ty, $ty:expr) => {
-        /// # Safety
-        /// As [`RegionFn`]; needs AVX-512 F/BW/VL/VNNI, AVX2, FMA, F16C.
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-        unsafe fn $name(g: &Region) {
-            if g.tokens == 1 {
-                One::<$u>::region(g)
-            } else {
-                // A few tokens: the 256-bit tiles (VNNI variant).
-                let f = super::avx2::region_fn($ty, true).expect("every 32-value type has one");
-                f(g)
-            }
-        }
-    };
-}
-
-region1!(one_q4_0, Q4_0, GgmlType::Q4_0);
-region1!(one_q4_1, Q4_1, GgmlType::Q4_1);
-region1!(one_q5_0, Q5_0, GgmlType::Q5_0);
-region1!(one_q5_1, Q5_1, GgmlType::Q5_1);
-region1!(one_q8_0, Q8_0, GgmlType::Q8_0);
-
-/// The AVX-512 VNNI region kernel of `ty` where one exists (32-value types: the one-token
-/// kernel above; other token counts go to the 256-bit tiles).
-pub fn region_fn(ty: GgmlType) -> Option<RegionFn> {
-    Some(match ty {
-        GgmlType::Q4_0 => one_q4_0,
-        GgmlType::Q4_1 => one_q4_1,
-        GgmlType::Q5_0 => one_q5_0,
-        GgmlType::Q5_1 => one_q5_1,
-        GgmlType::Q8_0 => one_q8_0,
-        _ => return None,
-    })
+/// The region kernel of a 32-value type at the AVX-512 VNNI level: one token runs [`One`],
+/// a few tokens the 256-bit tiles (VNNI variant, [`super::avx2::b32`]).
+///
+/// # Safety
+/// As [`super::RegionFn`]; needs AVX-512 F/BW/VL/VNNI, AVX2, FMA, F16C.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn one<U: Pair32 + Unpack32>(g: &Region) {
+    if g.tokens == 1 {
+        One::<U>::region(g)
+    } else {
+        super::avx2::b32::<U, true>(g)
+    }
 }

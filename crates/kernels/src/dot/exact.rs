@@ -26,10 +26,8 @@
 use std::arch::x86_64::*;
 use std::marker::PhantomData;
 
-use gguf::GgmlType;
-
-use super::avx2::{dpbusd, Unpack32, UnpackK, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, UQ23K, UQ4K, UQ6K};
-use super::{Region, RegionFn};
+use super::avx2::{dpbusd, Unpack32, UnpackK, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
+use super::Region;
 use crate::act::{A256, A32};
 
 /// How a 32-value type's `mw` is formed.
@@ -230,64 +228,23 @@ impl<U: UnpackK> ExactK<U> {
     }
 }
 
-macro_rules! exact32 {
-    ($name:ident, $u:ty, $vnni:expr) => {
-        /// # Safety
-        /// As [`RegionFn`] (plain, not interleaved, activations); needs AVX2, FMA, F16C (and
-        /// AVX-512 VNNI/VL for the VNNI variants).
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn $name(g: &Region) {
-            Exact32::<$u, $vnni>::region(g)
-        }
-    };
+/// The exact one-token kernel of a 32-value type: a lane of [`super::avx2::x8`]`::<U, false>`,
+/// or (`VNNI`) of [`super::avx512::x16`]`::<U>`.
+///
+/// # Safety
+/// As [`super::RegionFn`] (plain, not interleaved, activations); needs AVX2, FMA, F16C (and AVX-512
+/// VNNI/VL when `VNNI`).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn e32<U: Min32, const VNNI: bool>(g: &Region) {
+    Exact32::<U, VNNI>::region(g)
 }
 
-macro_rules! exactk {
-    ($name:ident, $u:ty) => {
-        /// # Safety
-        /// As [`RegionFn`] (plain, not interleaved, activations); needs AVX2, FMA, F16C.
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn $name(g: &Region) {
-            ExactK::<$u>::region(g)
-        }
-    };
-}
-
-exact32!(e_q4_0, Q4_0, false);
-exact32!(e_q4_1, Q4_1, false);
-exact32!(e_q5_0, Q5_0, false);
-exact32!(e_q5_1, Q5_1, false);
-exact32!(e_q8_0, Q8_0, false);
-exact32!(e_q4_0v, Q4_0, true);
-exact32!(e_q4_1v, Q4_1, true);
-exact32!(e_q5_0v, Q5_0, true);
-exact32!(e_q5_1v, Q5_1, true);
-exact32!(e_q8_0v, Q8_0, true);
-exactk!(e_q2_k, UQ23K<false>);
-exactk!(e_q3_k, UQ23K<true>);
-exactk!(e_q4_k, UQ4K<false>);
-exactk!(e_q5_k, UQ4K<true>);
-exactk!(e_q6_k, UQ6K);
-
-/// The exact one-token kernel of `ty` matching the xN kernels of the AVX2 levels (`vnni`:
-/// those of `Avx512Vnni`, whose 8- and 16-lane kernels compute the same per lane).
-pub fn region_fn(ty: GgmlType, vnni: bool) -> Option<RegionFn> {
-    Some(match (ty, vnni) {
-        (GgmlType::Q4_0, false) => e_q4_0,
-        (GgmlType::Q4_1, false) => e_q4_1,
-        (GgmlType::Q5_0, false) => e_q5_0,
-        (GgmlType::Q5_1, false) => e_q5_1,
-        (GgmlType::Q8_0, false) => e_q8_0,
-        (GgmlType::Q4_0, true) => e_q4_0v,
-        (GgmlType::Q4_1, true) => e_q4_1v,
-        (GgmlType::Q5_0, true) => e_q5_0v,
-        (GgmlType::Q5_1, true) => e_q5_1v,
-        (GgmlType::Q8_0, true) => e_q8_0v,
-        (GgmlType::Q2_K, _) => e_q2_k,
-        (GgmlType::Q3_K, _) => e_q3_k,
-        (GgmlType::Q4_K, _) => e_q4_k,
-        (GgmlType::Q5_K, _) => e_q5_k,
-        (GgmlType::Q6_K, _) => e_q6_k,
-        _ => return None,
-    })
+/// The exact one-token kernel of a K-quant: a lane of [`super::avx2::kx8`] and of
+/// [`super::avx512::kx16`] (the same at every level).
+///
+/// # Safety
+/// As [`super::RegionFn`] (plain, not interleaved, activations); needs AVX2, FMA, F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn ek<U: UnpackK>(g: &Region) {
+    ExactK::<U>::region(g)
 }

@@ -3,9 +3,7 @@
 
 use std::marker::PhantomData;
 
-use gguf::GgmlType;
-
-use super::{drive, rd_f16, rd_f32, rd_i16, rd_u32, Micro, Region, RegionFn};
+use super::{drive, rd_f16, rd_f32, rd_i16, rd_u32, Micro, Region};
 use crate::act::{A256, A32};
 use crate::quants::{block_at, scale_min_k4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K};
 
@@ -227,25 +225,10 @@ block256!(Q3K, 110, |p, a| {
     rd_f32(a) * rd_f16(p.add(108)) * sumi as f32
 });
 
+/// The scalar region kernel of block type `B` (every `(row, token)` an independent dot).
+///
 /// # Safety
-/// As [`RegionFn`].
-unsafe fn region<B: BlockDot>(g: &Region) {
+/// As [`super::RegionFn`].
+pub(crate) unsafe fn region<B: BlockDot>(g: &Region) {
     drive::<Scalar<B>, 1, 1>(g)
-}
-
-/// The scalar region kernel of `ty`.
-pub fn region_fn(ty: GgmlType) -> Option<RegionFn> {
-    Some(match ty {
-        GgmlType::Q4_0 => region::<Q4_0>,
-        GgmlType::Q4_1 => region::<Q4_1>,
-        GgmlType::Q5_0 => region::<Q5_0>,
-        GgmlType::Q5_1 => region::<Q5_1>,
-        GgmlType::Q8_0 => region::<Q8_0>,
-        GgmlType::Q2_K => region::<Q2K>,
-        GgmlType::Q3_K => region::<Q3K>,
-        GgmlType::Q4_K => region::<Q4K>,
-        GgmlType::Q5_K => region::<Q5K>,
-        GgmlType::Q6_K => region::<Q6K>,
-        _ => return None,
-    })
 }
