@@ -33,7 +33,8 @@ type AccumFn = fn(&[f32], &[f32], usize, &mut [f32]);
 fn scores_body<const N: usize>(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
     assert!(
         k.len() >= KB * hd && qt.len() >= hd * N && s.len() >= KB * N,
-        "attn scores ({N} rows, hd {hd}): k has {} values ({} needed), qt has {} ({}), s has {} ({})",
+        "attn scores ({N} rows, hd {hd}): k has {} values ({} needed), qt has {} ({}), \
+         s has {} ({})",
         k.len(),
         KB * hd,
         qt.len(),
@@ -85,7 +86,8 @@ fn scores_pair<const N: usize>(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) 
 fn accum_body<const N: usize>(p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
     assert!(
         p.len() >= KB * N && v.len() >= KB * hdv && o.len() >= N * hdv,
-        "attn accumulate ({N} rows, hdv {hdv}): p has {} values ({} needed), v has {} ({}), o has {} ({})",
+        "attn accumulate ({N} rows, hdv {hdv}): p has {} values ({} needed), v has {} ({}), \
+         o has {} ({})",
         p.len(),
         KB * N,
         v.len(),
@@ -203,16 +205,20 @@ fn fns<const N: usize>(level: Level) -> (ScoresFn, AccumFn) {
     #[cfg(target_arch = "x86_64")]
     {
         if level >= Level::Avx512 {
-            // SAFETY (both): AVX-512 levels are only available with AVX-512F present.
+            // AVX-512 levels are only available with AVX-512F present (checked above).
             return (
+                // SAFETY: AVX-512F, AVX2 and FMA are present (above).
                 |k, q, h, s| unsafe { x86::scores_avx512::<N>(k, q, h, s) },
+                // SAFETY: as above.
                 |p, v, h, o| unsafe { x86::accum_avx512::<N>(p, v, h, o) },
             );
         }
         if level >= Level::Avx2 {
-            // SAFETY (both): the Avx2 level requires AVX2 and FMA.
+            // The Avx2 level is only available with AVX2 and FMA present (checked above).
             return (
+                // SAFETY: AVX2 and FMA are present (above).
                 |k, q, h, s| unsafe { x86::scores_avx2::<N>(k, q, h, s) },
+                // SAFETY: as above.
                 |p, v, h, o| unsafe { x86::accum_avx2::<N>(p, v, h, o) },
             );
         }

@@ -84,7 +84,6 @@ pub fn features() -> &'static Features {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[allow(unused_unsafe)] // `__cpuid_count` is an unsafe fn before Rust 1.87 (MSRV 1.80)
 fn detect() -> Features {
     use std::arch::x86_64::__cpuid_count;
     let mut f = Features {
@@ -97,13 +96,11 @@ fn detect() -> Features {
         avx512vl: is_x86_feature_detected!("avx512vl"),
         ..Features::default()
     };
-    // SAFETY: cpuid exists on every x86-64 CPU; leaf 7 is valid when leaf 0 reports it.
-    let max_leaf = unsafe { __cpuid_count(0, 0) }.eax;
+    // Leaf 7 is valid when leaf 0 reports it; its sub-leaf 1 reads as zeros where unsupported.
+    let max_leaf = __cpuid_count(0, 0).eax;
     if max_leaf >= 7 {
-        // SAFETY: as above, leaf 7 is supported.
-        let l7 = unsafe { __cpuid_count(7, 0) };
-        // SAFETY: as above; sub-leaf 1 reads as zeros where unsupported.
-        let l7s1 = unsafe { __cpuid_count(7, 1) };
+        let l7 = __cpuid_count(7, 0);
+        let l7s1 = __cpuid_count(7, 1);
         let os_avx512 = f.avx512f;
         let os_avx = f.avx2;
         f.avx512vnni = os_avx512 && (l7.ecx >> 11) & 1 == 1;

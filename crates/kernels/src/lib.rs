@@ -31,6 +31,13 @@
 //!   [`dot_bf16_f32`].
 //!
 //! Every fast kernel has a scalar twin; tests compare them.
+//!
+//! Soundness: every safe function checks what its unsafe code relies on (lengths, shapes,
+//! the CPU level) and panics with a message otherwise; unsafe functions state their
+//! contract under `# Safety`, and every `unsafe` block says why it holds (`// SAFETY:`).
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod act;
 pub mod attn;

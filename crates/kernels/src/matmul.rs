@@ -305,20 +305,32 @@ impl<'a> Plan<'a> {
         let (r0, t0) = (ri * self.rc, ti * self.tc);
         let (rows, row_bytes) = (self.w.rows, self.w.row_bytes());
         let (g_rows, g_tokens) = (self.rc.min(rows - r0), self.tc.min(self.n - t0));
+        // SAFETY: `i < tasks` gives r0 < rows and t0 < n, so each of the three offsets stays
+        // inside its buffer (the weights hold rows x row_bytes bytes, the activations a row or
+        // a group of `lanes` rows per token, y is [n, rows]; checked by `matmul_multi_at`).
+        let (w, a, y) = unsafe {
+            (
+                self.w.data.as_ptr().add(r0 * row_bytes),
+                self.act.as_ptr().add(t0 / self.lanes * self.act_row),
+                self.y.0.add(t0 * rows + r0),
+            )
+        };
         let mut g = Region {
-            // SAFETY (all offsets): r0 < rows and t0 < n, so they stay inside their buffers.
-            w: self.w.data.as_ptr().add(r0 * row_bytes),
+            w,
             w_stride: row_bytes,
             nb: self.w.cols / self.w.ty.block_size(),
             rows: g_rows,
-            a: self.act.as_ptr().add(t0 / self.lanes * self.act_row),
+            a,
             a_stride: self.act_row,
             tokens: g_tokens,
-            y: self.y.0.add(t0 * rows + r0),
+            y,
             y_stride: rows,
         };
         if self.rc * self.tc > PP_ROWS * PP_TOKENS || g_tokens == 1 {
-            return (self.f)(&g);
+            // SAFETY: the region lies inside the plan's buffers (above), which are alive; no
+            // other call writes its outputs; the kernel's level is available (the caller's
+            // contract).
+            return unsafe { (self.f)(&g) };
         }
         // Prompt tiles write their outputs to a small dense block first: written straight into
         // `y`, one tile's column of outputs lands on addresses `rows · 4` bytes apart, which for
@@ -328,12 +340,18 @@ impl<'a> Plan<'a> {
         let bp = block.as_mut_ptr() as *mut f32;
         g.y = bp;
         g.y_stride = g_rows;
-        (self.f)(&g);
+        // SAFETY: as above, with the outputs in `block`, which holds g_rows x g_tokens values
+        // (at most rc x tc <= PP_ROWS x PP_TOKENS on this path).
+        unsafe { (self.f)(&g) };
         for t in 0..g_tokens {
             // SAFETY: row t0 + t of `y`, columns r0..r0 + g_rows: inside `y`, this task's own;
             // the block's row t was written by the kernel (the region covers it).
-            let dst = std::slice::from_raw_parts_mut(self.y.0.add((t0 + t) * rows + r0), g_rows);
-            let src = std::slice::from_raw_parts(bp.add(t * g_rows), g_rows);
+            let (dst, src) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(self.y.0.add((t0 + t) * rows + r0), g_rows),
+                    std::slice::from_raw_parts(bp.add(t * g_rows), g_rows),
+                )
+            };
             // A plain loop (a few dozen values): inlined, where `copy_from_slice` calls memmove.
             for (d, v) in dst.iter_mut().zip(src) {
                 *d = *v;

@@ -161,7 +161,9 @@ fn split(f: &(dyn Fn(usize) + Sync + '_)) -> (*mut (), *mut ()) {
 /// # Safety
 /// `(data, vtable)` must come from [`split`] of a closure that is still alive.
 unsafe fn join<'a>(data: *mut (), vtable: *mut ()) -> &'a TaskFn {
-    std::mem::transmute::<(*mut (), *mut ()), &'a TaskFn>((data, vtable))
+    // SAFETY: the caller guarantees that `(data, vtable)` came from `split` of a closure that is
+    // still alive, so the two words are a valid `&TaskFn` for `'a`.
+    unsafe { std::mem::transmute::<(*mut (), *mut ()), &'a TaskFn>((data, vtable)) }
 }
 
 fn worker(s: &Shared) {

@@ -71,34 +71,43 @@ pub trait Micro {
 /// As [`RegionFn`].
 #[inline(always)]
 pub unsafe fn drive<M: Micro, const R: usize, const T: usize>(g: &Region) {
-    let mut t0 = 0;
-    while t0 + T <= g.tokens {
-        rows::<M, R, T>(g, t0);
-        t0 += T;
-    }
-    while t0 < g.tokens {
-        rows::<M, R, 1>(g, t0);
-        t0 += 1;
+    // SAFETY: `rows` gets token groups `t0 .. t0 + T ≤ tokens` (then single tokens) of the region
+    // the caller guarantees (`# Safety`).
+    unsafe {
+        let mut t0 = 0;
+        while t0 + T <= g.tokens {
+            rows::<M, R, T>(g, t0);
+            t0 += T;
+        }
+        while t0 < g.tokens {
+            rows::<M, R, 1>(g, t0);
+            t0 += 1;
+        }
     }
 }
 
 #[inline(always)]
 unsafe fn rows<M: Micro, const R: usize, const T: usize>(g: &Region, t0: usize) {
-    let a: [*const u8; T] = std::array::from_fn(|j| g.a.add((t0 + j) * g.a_stride));
-    let mut r0 = 0;
-    while r0 + R <= g.rows {
-        let w: [*const u8; R] = std::array::from_fn(|i| g.w.add((r0 + i) * g.w_stride));
-        store(g, r0, t0, M::tile::<R, T>(w, a, g.nb));
-        r0 += R;
-    }
-    while r0 < g.rows {
-        store(
-            g,
-            r0,
-            t0,
-            M::tile::<1, T>([g.w.add(r0 * g.w_stride)], a, g.nb),
-        );
-        r0 += 1;
+    // SAFETY: row tiles `r0 .. r0 + R ≤ rows` (then single rows) and tokens `t0 .. t0 + T` lie
+    // inside the region the caller guarantees, so the pointers formed here are in its buffers and
+    // `M::tile` gets `nb` blocks per row and per token.
+    unsafe {
+        let a: [*const u8; T] = std::array::from_fn(|j| g.a.add((t0 + j) * g.a_stride));
+        let mut r0 = 0;
+        while r0 + R <= g.rows {
+            let w: [*const u8; R] = std::array::from_fn(|i| g.w.add((r0 + i) * g.w_stride));
+            store(g, r0, t0, M::tile::<R, T>(w, a, g.nb));
+            r0 += R;
+        }
+        while r0 < g.rows {
+            store(
+                g,
+                r0,
+                t0,
+                M::tile::<1, T>([g.w.add(r0 * g.w_stride)], a, g.nb),
+            );
+            r0 += 1;
+        }
     }
 }
 
@@ -109,9 +118,13 @@ unsafe fn store<const R: usize, const T: usize>(
     t0: usize,
     out: [[f32; T]; R],
 ) {
-    for (i, row) in out.iter().enumerate() {
-        for (j, v) in row.iter().enumerate() {
-            *g.y.add((t0 + j) * g.y_stride + r0 + i) = *v;
+    // SAFETY: `y[(t0 + j) · y_stride + r0 + i]` for `i < R`, `j < T` is an output of the region
+    // (the caller's contract).
+    unsafe {
+        for (i, row) in out.iter().enumerate() {
+            for (j, v) in row.iter().enumerate() {
+                *g.y.add((t0 + j) * g.y_stride + r0 + i) = *v;
+            }
         }
     }
 }
@@ -337,9 +350,9 @@ pub fn quantizer(level: Level, kind: ActKind) -> fn(&[f32], &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     if level >= Level::Avx2 {
         return match kind {
-            // SAFETY (all three): `level` is available (checked), and levels >= Avx2 are only
-            // available when AVX2 and FMA are present; the functions check their lengths.
-            // SAFETY: as above.
+            // `level` is available (checked above), and levels >= Avx2 are only available
+            // when AVX2 and FMA are present; the functions check their lengths themselves.
+            // SAFETY: AVX2 and FMA are present (above).
             ActKind::A32 => |x, o| unsafe { crate::act::avx2::quantize_a32(x, o) },
             // SAFETY: as above.
             ActKind::A32M => |x, o| unsafe { crate::act::avx2::quantize_a32m(x, o) },
@@ -355,23 +368,44 @@ pub fn quantizer(level: Level, kind: ActKind) -> fn(&[f32], &mut [u8]) {
     }
 }
 
-/// Little-endian helpers for reading block fields through raw pointers.
+// Little-endian helpers for reading block fields through raw pointers (any alignment).
+
+/// The f32 at `p`.
+///
+/// # Safety
+/// `p` must be readable for 4 bytes.
 #[inline(always)]
 pub(crate) unsafe fn rd_f32(p: *const u8) -> f32 {
-    f32::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 4]))
+    // SAFETY: the caller guarantees `p` readable for 4 bytes (an unaligned read).
+    unsafe { f32::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 4])) }
 }
 
+/// The u32 at `p`.
+///
+/// # Safety
+/// `p` must be readable for 4 bytes.
 #[inline(always)]
 pub(crate) unsafe fn rd_u32(p: *const u8) -> u32 {
-    u32::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 4]))
+    // SAFETY: the caller guarantees `p` readable for 4 bytes (an unaligned read).
+    unsafe { u32::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 4])) }
 }
 
+/// The i16 at `p`.
+///
+/// # Safety
+/// `p` must be readable for 2 bytes.
 #[inline(always)]
 pub(crate) unsafe fn rd_i16(p: *const u8) -> i16 {
-    i16::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 2]))
+    // SAFETY: the caller guarantees `p` readable for 2 bytes (an unaligned read).
+    unsafe { i16::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 2])) }
 }
 
+/// The f16 (as f32) at `p`.
+///
+/// # Safety
+/// `p` must be readable for 2 bytes.
 #[inline(always)]
 pub(crate) unsafe fn rd_f16(p: *const u8) -> f32 {
-    half::f16::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 2])).to_f32()
+    // SAFETY: the caller guarantees `p` readable for 2 bytes (an unaligned read).
+    unsafe { half::f16::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 2])).to_f32() }
 }
