@@ -66,10 +66,11 @@ fn pool() -> &'static Mutex<Pool> {
     POOL.get_or_init(|| Mutex::new(Pool::new(default_threads())))
 }
 
-/// Physical cores (SMT siblings share one core's SIMD units, so they rarely help these
-/// kernels), capped by what the process may use; `available_parallelism` where the core count
-/// cannot be read.
-fn default_threads() -> usize {
+/// The thread count the pool starts with (and `set_num_threads(0)` restores): physical cores
+/// (SMT siblings share one core's SIMD units, so they rarely help these kernels), capped by
+/// what the process may use; `available_parallelism` where the core count cannot be read.
+/// Starts no thread.
+pub fn default_threads() -> usize {
     let avail = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -315,8 +316,8 @@ pub fn parallel_for(n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
     }
 }
 
-/// Sets the number of threads (the caller plus `n - 1` workers; `0` means the default,
-/// `available_parallelism`). Waits for a running job to finish first.
+/// Sets the number of threads (the caller plus `n - 1` workers; `0` means
+/// [`default_threads`]). Waits for a running job to finish first.
 pub fn set_num_threads(n: usize) {
     let n = if n == 0 { default_threads() } else { n };
     let mut p = pool().lock().unwrap_or_else(|e| e.into_inner());
