@@ -11,7 +11,10 @@ use std::marker::PhantomData;
 
 use super::{drive, rd_f32, rd_u32, Micro, Region};
 use crate::act::{A256x8, A32x8, A256, A32};
-use crate::quants::{block_at, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K};
+use crate::quants::{block_at, q6_k_scale, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K};
+
+/// Offset of the 16 scale bytes in a Q6_K block (read as raw bytes in the hot loops).
+const Q6K_SCALES: usize = std::mem::offset_of!(BlockQ6K, scales);
 
 /// `acc + Σ4 u·s` per i32 lane (`u` unsigned bytes, `s` signed bytes), EVEX `vpdpbusd`.
 ///
@@ -639,18 +642,19 @@ impl Micro for K6 {
                 for i in 0..R {
                     let p = w[i].add(b * 210);
                     prefetch_ahead(p, 210);
-                    let blk = block_at::<BlockQ6K>(p);
-                    // The 16 i8 scales (`BlockQ6K::scale`) sign-extended in one register, for the
+                    let sc8 = p.add(Q6K_SCALES);
+                    // The 16 i8 scales (`q6_k_scale`) sign-extended in one register, for the
                     // offset term below.
-                    let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(
-                        blk.scales.as_ptr() as *const __m128i
-                    ));
+                    let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(sc8 as *const __m128i));
                     let mut isum = [_mm256_setzero_si256(); T];
                     for h in 0..2 {
                         let v = q6_half(p, h);
                         for (k, vk) in v.iter().enumerate() {
                             let s = 8 * h + 2 * k;
-                            let sv = scale_pair(blk.scale(s) as i32, blk.scale(s + 1) as i32);
+                            let sv = scale_pair(
+                                q6_k_scale(*sc8.add(s)) as i32,
+                                q6_k_scale(*sc8.add(s + 1)) as i32,
+                            );
                             for j in 0..T {
                                 let pq = qdot_scaled(*vk, aq32(ab[j], 128 * h + 32 * k), sv);
                                 isum[j] = _mm256_add_epi32(isum[j], pq);
@@ -1035,8 +1039,7 @@ impl UnpackK for UQ6K {
                     st(buf, 128 * h + 32 * k, vk);
                 }
             }
-            let blk = block_at::<BlockQ6K>(p);
-            let sc: [i32; 16] = std::array::from_fn(|i| blk.scale(i) as i32);
+            let sc: [i32; 16] = std::array::from_fn(|i| q6_k_scale(*p.add(Q6K_SCALES + i)) as i32);
             let m: [i32; 16] = std::array::from_fn(|i| 32 * sc[i]);
             let d = f16c(p.add(208));
             KForm {

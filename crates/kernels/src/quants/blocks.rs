@@ -264,11 +264,15 @@ pub fn scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
 /// bytes (layout: [`BlockQ3K`]).
 #[inline(always)]
 pub fn q3_k_scales(s: &[u8; 12]) -> [i8; 16] {
+    // Sub-block j < 8 takes the low nibble of byte j and bits 2·(j/4) of byte 8 + j%4;
+    // sub-block j + 8 the high nibble of byte j and bits 2·(j/4 + 2) of the same byte.
     let mut out = [0i8; 16];
-    for (j, o) in out.iter_mut().enumerate() {
-        let low = if j < 8 { s[j] & 0x0F } else { s[j - 8] >> 4 };
-        let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
-        *o = (low | (high << 4)) as i8 - 32;
+    for j in 0..8 {
+        let high = s[8 + j % 4];
+        let hi_lo = (high >> (2 * (j / 4))) & 3;
+        let hi_hi = (high >> (2 * (j / 4 + 2))) & 3;
+        out[j] = ((s[j] & 0x0F) | (hi_lo << 4)) as i8 - 32;
+        out[j + 8] = ((s[j] >> 4) | (hi_hi << 4)) as i8 - 32;
     }
     out
 }
@@ -365,11 +369,18 @@ impl BlockQ5K {
     }
 }
 
+/// A Q6_K sub-block scale from its stored byte: an i8 (the SIMD kernels read the 16 bytes of
+/// `BlockQ6K::scales` through this too).
+#[inline(always)]
+pub fn q6_k_scale(b: u8) -> i8 {
+    b as i8
+}
+
 impl BlockQ6K {
     /// The signed scale of sub-block `j` (0..16).
     #[inline(always)]
     pub fn scale(&self, j: usize) -> i8 {
-        self.scales[j] as i8
+        q6_k_scale(self.scales[j])
     }
 
     /// The 256 values (−32..=31, the stored 6 bits minus 32) in order.

@@ -14,22 +14,20 @@ use super::blocks::*;
 
 pub fn dequant_q2_k(b: &BlockQ2K, y: &mut [f32]) {
     let (d, dmin) = (f16_le(b.d), f16_le(b.dmin));
-    let q = b.values();
-    for (i, o) in y.iter_mut().enumerate() {
+    for (i, (o, &q)) in y.iter_mut().zip(&b.values()).enumerate() {
         let (sc, m) = b.scale_min(i / 16);
         let dl = d * sc as f32;
         let ml = dmin * m as f32;
-        *o = dl * q[i] as f32 - ml;
+        *o = dl * q as f32 - ml;
     }
 }
 
 pub fn dequant_q3_k(b: &BlockQ3K, y: &mut [f32]) {
     let d = f16_le(b.d);
     let scales = b.scales();
-    let q = b.values();
-    for (i, o) in y.iter_mut().enumerate() {
+    for (i, (o, &q)) in y.iter_mut().zip(&b.values()).enumerate() {
         let dl = d * scales[i / 16] as f32;
-        *o = dl * q[i] as f32;
+        *o = dl * q as f32;
     }
 }
 
@@ -67,10 +65,9 @@ pub fn dequant_q5_k(b: &BlockQ5K, y: &mut [f32]) {
 
 pub fn dequant_q6_k(b: &BlockQ6K, y: &mut [f32]) {
     let d = f16_le(b.d);
-    let q = b.values();
-    for (i, o) in y.iter_mut().enumerate() {
+    for (i, (o, &q)) in y.iter_mut().zip(&b.values()).enumerate() {
         let dl = d * b.scale(i / 16) as f32;
-        *o = dl * q[i] as f32;
+        *o = dl * q as f32;
     }
 }
 
