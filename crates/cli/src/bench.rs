@@ -158,6 +158,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             r.stddev_ts
         )?;
     }
+    writeln!(out, "\ncpu: {}", kernels::cpu::describe(threads))?;
     Ok(())
 }
 
@@ -273,9 +274,12 @@ fn batched(a: &BenchArgs, path: &std::path::Path) -> Result<()> {
     }
     writeln!(
         out,
-        "kernels: {}, threads: {}, kv: {:?}, batch invariant: {}",
-        kernels::cpu::level(),
-        kernels::num_threads(),
+        "cpu: {}",
+        kernels::cpu::describe(kernels::num_threads())
+    )?;
+    writeln!(
+        out,
+        "kv: {:?}, batch invariant: {}",
         engine::KvType::from(a.kv_type),
         kernels::batch_invariant()
     )?;

@@ -23,6 +23,12 @@ pub fn run(path: &Path, out: &mut impl Write) -> Result<()> {
         f.alignment,
         f.data_offset
     )?;
+    // The kernels a run of this file would use here (`LUME_CPU` lowers the level).
+    writeln!(
+        out,
+        "cpu: {}",
+        kernels::cpu::describe(kernels::default_threads())
+    )?;
 
     writeln!(out, "\nmetadata:")?;
     let kw = f.metadata.iter().map(|(k, _)| k.len()).max().unwrap_or(0);

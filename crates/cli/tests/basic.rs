@@ -42,6 +42,38 @@ fn inspect_tiny_model() {
     assert!(s.contains("totals: 21 tensors"), "{s}");
 }
 
+#[test]
+fn inspect_prints_the_dispatch_level() {
+    let model = testdata("tiny/llama/model.f32.gguf");
+    let cpu_line = |env: Option<&str>| {
+        let mut cmd = Command::new(LUME);
+        cmd.args(["inspect", "-m", model.to_str().unwrap()]);
+        match env {
+            Some(v) => cmd.env("LUME_CPU", v),
+            None => cmd.env_remove("LUME_CPU"),
+        };
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let s = text(&out.stdout);
+        let line = s.lines().find(|l| l.starts_with("cpu: "));
+        line.unwrap_or_else(|| panic!("no cpu: line in {s}"))
+            .to_string()
+    };
+    // The best level this CPU has, the CPU's name and the default thread count.
+    let best = cpu_line(None);
+    assert!(
+        best.starts_with(&format!("cpu: {} (", kernels::cpu::features().best)),
+        "{best}"
+    );
+    assert!(
+        best.ends_with(" threads)") || best.ends_with(", 1 thread)"),
+        "{best}"
+    );
+    // LUME_CPU lowers it.
+    let scalar = cpu_line(Some("scalar"));
+    assert!(scalar.starts_with("cpu: scalar ("), "{scalar}");
+}
+
 /// A corrupt file must give a non-zero exit and exactly one stderr line naming the file.
 fn assert_clean_failure(out: &Output, file: &Path) {
     let err = text(&out.stderr);

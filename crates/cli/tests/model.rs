@@ -411,6 +411,11 @@ fn bench_table_on_tiny_model() {
     assert!(s.starts_with("| model |"), "{s}");
     assert!(s.contains("| pp8 |") && s.contains("| tg2 |"), "{s}");
     assert!(s.contains(" ± "), "{s}");
+    // The dispatch level (the child reads the same `LUME_CPU` as this process), the CPU and
+    // the threads, after the table.
+    let cpu = format!("\ncpu: {} (", kernels::cpu::level());
+    let line = s.lines().find(|l| l.starts_with("cpu: ")).unwrap_or("");
+    assert!(s.contains(&cpu) && line.ends_with(", 1 thread)"), "{s}");
 }
 
 /// The tiny llama rewritten without one metadata key or one tensor.

@@ -48,7 +48,19 @@ fn amax(x: &[f32]) -> f32 {
     x.iter().fold(0f32, |m, v| m.max(v.abs()))
 }
 
+/// Panics unless `x` is a whole number of `values`-value blocks and `out` holds their
+/// `bytes`-byte activation blocks: what every quantizer (scalar or SIMD) relies on.
+#[inline]
+pub(crate) fn check_quantize(what: &str, x: usize, out: usize, values: usize, bytes: usize) {
+    assert!(
+        x.is_multiple_of(values) && out >= x / values * bytes,
+        "{what}: {x} values (a multiple of {values} needed) into {out} bytes ({} needed)",
+        x / values * bytes
+    );
+}
+
 /// Scalar: quantizes `x` (a multiple of 32 values) into `out` (`x.len() / 32 * 40` bytes).
+/// Panics on a partial block or a short `out`.
 pub fn quantize_a32_scalar(x: &[f32], out: &mut [u8]) {
     a32_scalar::<false>(x, out)
 }
@@ -71,6 +83,7 @@ fn block_sum<const Q8_1: bool>(d: f32, d16: f32, sum: i32) -> f32 {
 }
 
 fn a32_scalar<const Q8_1: bool>(x: &[f32], out: &mut [u8]) {
+    check_quantize("quantize_a32", x.len(), out.len(), A32::VALUES, A32::BYTES);
     for (xb, ob) in x.chunks_exact(32).zip(out.chunks_exact_mut(A32::BYTES)) {
         let d = amax(xb) / 127.0;
         let id = if d > 0.0 { 1.0 / d } else { 0.0 };
@@ -87,7 +100,15 @@ fn a32_scalar<const Q8_1: bool>(x: &[f32], out: &mut [u8]) {
 }
 
 /// Scalar: quantizes `x` (a multiple of 256 values) into `out` (`x.len() / 256 * 292` bytes).
+/// Panics on a partial block or a short `out`.
 pub fn quantize_a256_scalar(x: &[f32], out: &mut [u8]) {
+    check_quantize(
+        "quantize_a256",
+        x.len(),
+        out.len(),
+        A256::VALUES,
+        A256::BYTES,
+    );
     for (xb, ob) in x.chunks_exact(256).zip(out.chunks_exact_mut(A256::BYTES)) {
         let d = amax(xb) / 127.0;
         let id = if d > 0.0 { 1.0 / d } else { 0.0 };
@@ -118,47 +139,62 @@ pub mod avx2 {
     /// Quantizes 32 values at `x` into `q` (32 i8) with `id`, returns Σ q.
     #[inline(always)]
     unsafe fn quant32(x: *const f32, id: __m256, q: *mut u8) -> i32 {
-        let mut v = [_mm256_setzero_si256(); 4];
-        for (k, vk) in v.iter_mut().enumerate() {
-            let f = _mm256_mul_ps(_mm256_loadu_ps(x.add(8 * k)), id);
-            let r = _mm256_round_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            *vk = _mm256_cvtps_epi32(r);
+        // SAFETY: callers pass `x` readable for 32 f32 and `q` writable for 32 bytes, on a CPU with
+        // AVX2 and FMA (this is inlined into the `#[target_feature]` quantizers).
+        unsafe {
+            let mut v = [_mm256_setzero_si256(); 4];
+            for (k, vk) in v.iter_mut().enumerate() {
+                let f = _mm256_mul_ps(_mm256_loadu_ps(x.add(8 * k)), id);
+                let r = _mm256_round_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                *vk = _mm256_cvtps_epi32(r);
+            }
+            // i32 -> i16 -> i8 with saturation (values are within ±127 already); packs work per
+            // 128-bit lane, a final permute restores the order.
+            let a = _mm256_packs_epi32(v[0], v[1]);
+            let b = _mm256_packs_epi32(v[2], v[3]);
+            let c = _mm256_packs_epi16(a, b);
+            let c = _mm256_permutevar8x32_epi32(c, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256(q as *mut __m256i, c);
+            let s = _mm256_add_epi32(_mm256_add_epi32(v[0], v[1]), _mm256_add_epi32(v[2], v[3]));
+            hsum_i32(s)
         }
-        // i32 -> i16 -> i8 with saturation (values are within ±127 already); packs work per
-        // 128-bit lane, a final permute restores the order.
-        let a = _mm256_packs_epi32(v[0], v[1]);
-        let b = _mm256_packs_epi32(v[2], v[3]);
-        let c = _mm256_packs_epi16(a, b);
-        let c = _mm256_permutevar8x32_epi32(c, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256(q as *mut __m256i, c);
-        let s = _mm256_add_epi32(_mm256_add_epi32(v[0], v[1]), _mm256_add_epi32(v[2], v[3]));
-        hsum_i32(s)
     }
 
     #[inline(always)]
     pub(crate) unsafe fn hsum_i32(v: __m256i) -> i32 {
-        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-        _mm_cvtsi128_si32(s)
+        // SAFETY: register-only intrinsics; the caller runs on a CPU with the features they need
+        // (this is inlined into `#[target_feature]` kernels).
+        unsafe {
+            let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+            _mm_cvtsi128_si32(s)
+        }
     }
 
     #[inline(always)]
     pub(crate) unsafe fn hmax_ps(v: __m256) -> f32 {
-        let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_max_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
+        // SAFETY: register-only intrinsics; the caller runs on a CPU with the features they need
+        // (this is inlined into `#[target_feature]` kernels).
+        unsafe {
+            let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+            let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+            let s = _mm_max_ss(s, _mm_movehdup_ps(s));
+            _mm_cvtss_f32(s)
+        }
     }
 
     #[inline(always)]
     unsafe fn amax_n(x: *const f32, n: usize) -> f32 {
-        let sign = _mm256_set1_ps(-0.0);
-        let mut m = _mm256_setzero_ps();
-        for k in 0..n / 8 {
-            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x.add(8 * k))));
+        // SAFETY: callers pass `x` readable for `n` f32 (`n` a multiple of 8), on a CPU with AVX2.
+        unsafe {
+            let sign = _mm256_set1_ps(-0.0);
+            let mut m = _mm256_setzero_ps();
+            for k in 0..n / 8 {
+                m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x.add(8 * k))));
+            }
+            hmax_ps(m)
         }
-        hmax_ps(m)
     }
 
     /// AVX2 twin of [`quantize_a32_scalar`].
@@ -167,7 +203,8 @@ pub mod avx2 {
     /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn quantize_a32(x: &[f32], out: &mut [u8]) {
-        a32::<false>(x, out)
+        // SAFETY: `a32` needs AVX2 and FMA: the caller's guarantee, enabled here.
+        unsafe { a32::<false>(x, out) }
     }
 
     /// [`super::quantize_a32m_scalar`] with AVX2 (bit-identical).
@@ -176,23 +213,29 @@ pub mod avx2 {
     /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn quantize_a32m(x: &[f32], out: &mut [u8]) {
-        a32::<true>(x, out)
+        // SAFETY: `a32` needs AVX2 and FMA: the caller's guarantee, enabled here.
+        unsafe { a32::<true>(x, out) }
     }
 
     #[inline(always)]
     unsafe fn a32<const Q8_1: bool>(x: &[f32], out: &mut [u8]) {
-        let nb = x.len() / 32;
-        assert!(out.len() >= nb * A32::BYTES);
-        for b in 0..nb {
-            let xp = x.as_ptr().add(32 * b);
-            let op = out.as_mut_ptr().add(A32::BYTES * b);
-            let d = amax_n(xp, 32) / 127.0;
-            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-            let sum = quant32(xp, _mm256_set1_ps(id), op.add(A32::Q));
-            let d16 = round_f16(d);
-            std::ptr::copy_nonoverlapping(d16.to_le_bytes().as_ptr(), op, 4);
-            let s = super::block_sum::<Q8_1>(d, d16, sum);
-            std::ptr::copy_nonoverlapping(s.to_le_bytes().as_ptr(), op.add(4), 4);
+        // SAFETY: `check_quantize` made `x` a whole number `nb` of blocks and `out` at least `nb ·
+        // 40` bytes, so block `b < nb` reads 32 f32 at `32b` and writes 40 bytes at `40b`, inside
+        // both; the CPU has AVX2 and FMA (the caller's contract).
+        unsafe {
+            check_quantize("quantize_a32", x.len(), out.len(), A32::VALUES, A32::BYTES);
+            let nb = x.len() / 32;
+            for b in 0..nb {
+                let xp = x.as_ptr().add(32 * b);
+                let op = out.as_mut_ptr().add(A32::BYTES * b);
+                let d = amax_n(xp, 32) / 127.0;
+                let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+                let sum = quant32(xp, _mm256_set1_ps(id), op.add(A32::Q));
+                let d16 = round_f16(d);
+                std::ptr::copy_nonoverlapping(d16.to_le_bytes().as_ptr(), op, 4);
+                let s = super::block_sum::<Q8_1>(d, d16, sum);
+                std::ptr::copy_nonoverlapping(s.to_le_bytes().as_ptr(), op.add(4), 4);
+            }
         }
     }
 
@@ -202,28 +245,39 @@ pub mod avx2 {
     /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn quantize_a256(x: &[f32], out: &mut [u8]) {
-        let nb = x.len() / 256;
-        assert!(out.len() >= nb * A256::BYTES);
-        for b in 0..nb {
-            let xp = x.as_ptr().add(256 * b);
-            let op = out.as_mut_ptr().add(A256::BYTES * b);
-            let d = amax_n(xp, 256) / 127.0;
-            let id = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
-            for k in 0..8 {
-                quant32(xp.add(32 * k), id, op.add(A256::Q + 32 * k));
+        // SAFETY: `check_quantize` made `x` a whole number `nb` of blocks and `out` at least `nb ·
+        // 292` bytes, so block `b < nb` reads 256 f32 at `256b` and writes 292 bytes at `292b`,
+        // inside both; AVX2 and FMA are the caller's guarantee, enabled here.
+        unsafe {
+            check_quantize(
+                "quantize_a256",
+                x.len(),
+                out.len(),
+                A256::VALUES,
+                A256::BYTES,
+            );
+            let nb = x.len() / 256;
+            for b in 0..nb {
+                let xp = x.as_ptr().add(256 * b);
+                let op = out.as_mut_ptr().add(A256::BYTES * b);
+                let d = amax_n(xp, 256) / 127.0;
+                let id = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+                for k in 0..8 {
+                    quant32(xp.add(32 * k), id, op.add(A256::Q + 32 * k));
+                }
+                // 16-value sums: sign-extend to i16 and add pairs with vpmaddubsw-free math.
+                let ones = _mm256_set1_epi16(1);
+                for k in 0..8 {
+                    let q = _mm_loadu_si128(op.add(A256::Q + 32 * k) as *const __m128i);
+                    let q2 = _mm_loadu_si128(op.add(A256::Q + 32 * k + 16) as *const __m128i);
+                    let s1 = hsum_i32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(q), ones));
+                    let s2 = hsum_i32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(q2), ones));
+                    let bs = op.add(A256::BSUMS + 4 * k);
+                    std::ptr::copy_nonoverlapping((s1 as i16).to_le_bytes().as_ptr(), bs, 2);
+                    std::ptr::copy_nonoverlapping((s2 as i16).to_le_bytes().as_ptr(), bs.add(2), 2);
+                }
+                std::ptr::copy_nonoverlapping(d.to_le_bytes().as_ptr(), op, 4);
             }
-            // 16-value sums: sign-extend to i16 and add pairs with vpmaddubsw-free math.
-            let ones = _mm256_set1_epi16(1);
-            for k in 0..8 {
-                let q = _mm_loadu_si128(op.add(A256::Q + 32 * k) as *const __m128i);
-                let q2 = _mm_loadu_si128(op.add(A256::Q + 32 * k + 16) as *const __m128i);
-                let s1 = hsum_i32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(q), ones));
-                let s2 = hsum_i32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(q2), ones));
-                let bs = op.add(A256::BSUMS + 4 * k);
-                std::ptr::copy_nonoverlapping((s1 as i16).to_le_bytes().as_ptr(), bs, 2);
-                std::ptr::copy_nonoverlapping((s2 as i16).to_le_bytes().as_ptr(), bs.add(2), 2);
-            }
-            std::ptr::copy_nonoverlapping(d.to_le_bytes().as_ptr(), op, 4);
         }
     }
 }
@@ -250,7 +304,15 @@ pub fn interleave_a32(src: &[u8], n: usize, nb: usize, lanes: usize, dst: &mut [
     let row = nb * A32::BYTES;
     let gbytes = lanes * A32::BYTES;
     let groups = n.div_ceil(lanes);
-    assert!(src.len() >= n * row && dst.len() >= groups * nb * gbytes);
+    assert!(
+        src.len() >= n * row && dst.len() >= groups * nb * gbytes,
+        "interleave_a32: {n} rows of {nb} blocks need {} source and {} destination bytes, \
+         got {} and {}",
+        n * row,
+        groups * nb * gbytes,
+        src.len(),
+        dst.len()
+    );
     let (d_off, s_off, q_off) = (0, 4 * lanes, 8 * lanes);
     for g in 0..groups {
         for b in 0..nb {
@@ -272,11 +334,6 @@ pub fn interleave_a32(src: &[u8], n: usize, nb: usize, lanes: usize, dst: &mut [
             }
         }
     }
-}
-
-/// [`interleave_a32`] with 8 lanes.
-pub fn interleave_a32x8(src: &[u8], n: usize, nb: usize, dst: &mut [u8]) {
-    interleave_a32(src, n, nb, 8, dst)
 }
 
 /// Layout of `L` tokens' A256 blocks interleaved (prompt kernels for K-quants, one token per
@@ -301,7 +358,15 @@ pub fn interleave_a256(src: &[u8], n: usize, nb: usize, lanes: usize, dst: &mut 
     let row = nb * A256::BYTES;
     let gbytes = lanes * A256::BYTES;
     let groups = n.div_ceil(lanes);
-    assert!(src.len() >= n * row && dst.len() >= groups * nb * gbytes);
+    assert!(
+        src.len() >= n * row && dst.len() >= groups * nb * gbytes,
+        "interleave_a256: {n} rows of {nb} blocks need {} source and {} destination bytes, \
+         got {} and {}",
+        n * row,
+        groups * nb * gbytes,
+        src.len(),
+        dst.len()
+    );
     let (bs_off, q_off) = (4 * lanes, 36 * lanes);
     for g in 0..groups {
         for b in 0..nb {
@@ -326,9 +391,4 @@ pub fn interleave_a256(src: &[u8], n: usize, nb: usize, lanes: usize, dst: &mut 
             }
         }
     }
-}
-
-/// [`interleave_a256`] with 8 lanes.
-pub fn interleave_a256x8(src: &[u8], n: usize, nb: usize, dst: &mut [u8]) {
-    interleave_a256(src, n, nb, 8, dst)
 }

@@ -31,7 +31,17 @@ type AccumFn = fn(&[f32], &[f32], usize, &mut [f32]);
 
 #[inline(always)]
 fn scores_body<const N: usize>(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) {
-    assert!(k.len() >= KB * hd && qt.len() >= hd * N && s.len() >= KB * N);
+    assert!(
+        k.len() >= KB * hd && qt.len() >= hd * N && s.len() >= KB * N,
+        "attn scores ({N} rows, hd {hd}): k has {} values ({} needed), qt has {} ({}), \
+         s has {} ({})",
+        k.len(),
+        KB * hd,
+        qt.len(),
+        hd * N,
+        s.len(),
+        KB * N
+    );
     for j in (0..KB).step_by(2) {
         scores_pair::<N>(&k[j * hd..(j + 2) * hd], qt, hd, &mut s[j * N..(j + 2) * N]);
     }
@@ -74,7 +84,17 @@ fn scores_pair<const N: usize>(k: &[f32], qt: &[f32], hd: usize, s: &mut [f32]) 
 
 #[inline(always)]
 fn accum_body<const N: usize>(p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
-    assert!(p.len() >= KB * N && v.len() >= KB * hdv && o.len() >= N * hdv);
+    assert!(
+        p.len() >= KB * N && v.len() >= KB * hdv && o.len() >= N * hdv,
+        "attn accumulate ({N} rows, hdv {hdv}): p has {} values ({} needed), v has {} ({}), \
+         o has {} ({})",
+        p.len(),
+        KB * N,
+        v.len(),
+        KB * hdv,
+        o.len(),
+        N * hdv
+    );
     assert!(N.is_multiple_of(R), "rows per tile: a multiple of {R}");
     let mut c0 = 0;
     while c0 < hdv {
@@ -185,16 +205,20 @@ fn fns<const N: usize>(level: Level) -> (ScoresFn, AccumFn) {
     #[cfg(target_arch = "x86_64")]
     {
         if level >= Level::Avx512 {
-            // SAFETY (both): AVX-512 levels are only available with AVX-512F present.
+            // AVX-512 levels are only available with AVX-512F present (checked above).
             return (
+                // SAFETY: AVX-512F, AVX2 and FMA are present (above).
                 |k, q, h, s| unsafe { x86::scores_avx512::<N>(k, q, h, s) },
+                // SAFETY: as above.
                 |p, v, h, o| unsafe { x86::accum_avx512::<N>(p, v, h, o) },
             );
         }
         if level >= Level::Avx2 {
-            // SAFETY (both): the Avx2 level requires AVX2 and FMA.
+            // The Avx2 level is only available with AVX2 and FMA present (checked above).
             return (
+                // SAFETY: AVX2 and FMA are present (above).
                 |k, q, h, s| unsafe { x86::scores_avx2::<N>(k, q, h, s) },
+                // SAFETY: as above.
                 |p, v, h, o| unsafe { x86::accum_avx2::<N>(p, v, h, o) },
             );
         }

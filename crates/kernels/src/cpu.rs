@@ -84,7 +84,6 @@ pub fn features() -> &'static Features {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[allow(unused_unsafe)] // `__cpuid_count` is an unsafe fn before Rust 1.87 (MSRV 1.80)
 fn detect() -> Features {
     use std::arch::x86_64::__cpuid_count;
     let mut f = Features {
@@ -97,13 +96,11 @@ fn detect() -> Features {
         avx512vl: is_x86_feature_detected!("avx512vl"),
         ..Features::default()
     };
-    // SAFETY: cpuid exists on every x86-64 CPU; leaf 7 is valid when leaf 0 reports it.
-    let max_leaf = unsafe { __cpuid_count(0, 0) }.eax;
+    // Leaf 7 is valid when leaf 0 reports it; its sub-leaf 1 reads as zeros where unsupported.
+    let max_leaf = __cpuid_count(0, 0).eax;
     if max_leaf >= 7 {
-        // SAFETY: as above, leaf 7 is supported.
-        let l7 = unsafe { __cpuid_count(7, 0) };
-        // SAFETY: as above; sub-leaf 1 reads as zeros where unsupported.
-        let l7s1 = unsafe { __cpuid_count(7, 1) };
+        let l7 = __cpuid_count(7, 0);
+        let l7s1 = __cpuid_count(7, 1);
         let os_avx512 = f.avx512f;
         let os_avx = f.avx2;
         f.avx512vnni = os_avx512 && (l7.ecx >> 11) & 1 == 1;
@@ -138,6 +135,55 @@ fn detect() -> Features {
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 fn detect() -> Features {
     Features::default()
+}
+
+/// The CPU's model name (the CPUID brand string on x86-64, `model name` of `/proc/cpuinfo`
+/// elsewhere), or `"unknown CPU"`; read once.
+pub fn name() -> &'static str {
+    static N: OnceLock<String> = OnceLock::new();
+    N.get_or_init(|| {
+        let raw = brand_string().unwrap_or_default();
+        let name = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+        if name.is_empty() {
+            "unknown CPU".to_string()
+        } else {
+            name
+        }
+    })
+}
+
+/// The 48-byte brand string of CPUID leaves 0x8000_0002..=0x8000_0004.
+#[cfg(target_arch = "x86_64")]
+fn brand_string() -> Option<String> {
+    use std::arch::x86_64::__cpuid;
+    if __cpuid(0x8000_0000).eax < 0x8000_0004 {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(48);
+    for leaf in 0x8000_0002..=0x8000_0004u32 {
+        let r = __cpuid(leaf);
+        for w in [r.eax, r.ebx, r.ecx, r.edx] {
+            bytes.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    Some(String::from_utf8_lossy(&bytes[..end]).into_owned())
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn brand_string() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        matches!(k.trim(), "model name" | "Hardware" | "cpu model").then(|| v.trim().to_string())
+    })
+}
+
+/// The dispatch level in use, the CPU and a thread count in one line, e.g.
+/// `avx512vnni (AMD EPYC 9454P, 2 threads)`: what `lume bench` and `lume inspect` print.
+pub fn describe(threads: usize) -> String {
+    let s = if threads == 1 { "" } else { "s" };
+    format!("{} ({}, {threads} thread{s})", level(), name())
 }
 
 /// The level every kernel call uses: the best detected, or lower if `LUME_CPU` asks for it.

@@ -9,7 +9,7 @@
 //!
 //! What it changes:
 //! - [`crate::matmul()`] (and `matmul_multi`): 4 or more tokens run the interleaved xN
-//!   kernels (`dot::region_xn_fn`; a partial group's other lanes are zeros), whose lanes each
+//!   kernels (`xn` of `dot::kernels`; a partial group's other lanes are zeros), whose lanes each
 //!   do one token's operations in the same order whatever the other lanes hold; 1..=3 tokens
 //!   run `dot::exact`, one token at a time through exactly the f32 steps of an xN lane
 //!   (integer sums, exact in any order, are computed the fast way). So neither the one-token

@@ -19,18 +19,26 @@
 //!   call: [`matmul()`] gives every token count the same per-token arithmetic (the xN kernels,
 //!   or for 1..=3 tokens their exact one-token twins in `dot::exact`); the model's attention
 //!   tiles every token. Details and costs: [`invariant`].
-//! - [`cpu`]: feature detection and the dispatch [`Level`] (`LUME_CPU` lowers it).
+//! - [`cpu`]: feature detection and the dispatch [`Level`] (`LUME_CPU` lowers it);
+//!   [`cpu::describe`] is the one-line summary the CLI prints.
 //! - [`act`]: 8-bit activation blocks (A32 for 32-value weight blocks, A256 for K-quants).
 //! - [`dot`]: register-tiled integer block dots per weight type and level (scalar twins in
 //!   `dot::scalar`, AVX2 / AVX-512 VNNI in `dot::avx2` and `dot::avx512`; `dot::exact`: the
 //!   batch-invariant one-token kernels, bit-identical to a lane of the xN kernels).
 //! - [`parallel_for`], [`set_num_threads`], [`num_threads`]: the persistent worker pool
-//!   (default: physical cores).
+//!   (default: physical cores, [`default_threads`]).
 //! - Vector helpers (SIMD with scalar twins in [`vec::scalar`]): [`dot_f32`], [`axpy_f32`],
 //!   [`dot_f16_f32`], [`axpy_f16`], [`f32_to_f16_slice`], [`f16_to_f32_slice`],
 //!   [`dot_bf16_f32`].
 //!
 //! Every fast kernel has a scalar twin; tests compare them.
+//!
+//! Soundness: every safe function checks what its unsafe code relies on (lengths, shapes,
+//! the CPU level) and panics with a message otherwise; unsafe functions state their
+//! contract under `# Safety`, and every `unsafe` block says why it holds (`// SAFETY:`).
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod act;
 pub mod attn;
@@ -45,7 +53,7 @@ pub mod vec;
 pub use cpu::Level;
 pub use invariant::{batch_invariant, set_batch_invariant};
 pub use matmul::{matmul, matmul_at, matmul_multi, matmul_multi_at, matmul_reference, MAX_MULTI};
-pub use pool::{num_threads, parallel_for, set_num_threads};
+pub use pool::{default_threads, num_threads, parallel_for, set_num_threads};
 pub use quants::{can_quantize, dequantize_row, quantize_row, supports};
 pub use vec::{
     axpy_f16, axpy_f32, dot_bf16_f32, dot_f16_f32, dot_f32, f16_to_f32_slice, f32_to_f16_slice,

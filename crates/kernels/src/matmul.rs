@@ -13,10 +13,7 @@ use half::{bf16, f16};
 
 use crate::act::{interleave_a256, interleave_a32};
 use crate::cpu::{level, Level};
-use crate::dot::ActKind;
-use crate::dot::{
-    act_kind, quantizer, region_exact1_fn, region_fn, region_xn_fn, Region, RegionFn,
-};
+use crate::dot::{kernels, quantizer, ActKind, Region, RegionFn};
 use crate::vec::VecFns;
 use crate::{batch_invariant, dequantize_row, num_threads, parallel_for, QMatrix};
 
@@ -80,21 +77,47 @@ pub fn matmul_multi_at(level: Level, ws: &[QMatrix], x: &[f32], n: usize, ys: &m
         !ws.is_empty() && ws.len() <= MAX_MULTI && ws.len() == ys.len(),
         "matmul: 1..={MAX_MULTI} matrices, one output each"
     );
+    // Everything the region kernels' pointer arithmetic relies on, checked once per call (the
+    // products are checked too: a wrapped product could match a short buffer).
+    let prod = |a: usize, b: usize, what: &str| {
+        a.checked_mul(b)
+            .unwrap_or_else(|| panic!("matmul: {what} = {a} x {b} overflows"))
+    };
     for (w, y) in ws.iter().zip(ys.iter()) {
         assert_eq!(
             w.cols, ws[0].cols,
             "matmul: matrices of one input differ in cols"
         );
-        assert_eq!(x.len(), n * w.cols, "matmul: x is not [n, cols]");
-        assert_eq!(y.len(), n * w.rows, "matmul: y is not [n, rows]");
+        assert_eq!(
+            x.len(),
+            prod(n, w.cols, "n x cols"),
+            "matmul: x has {} values, not [n = {n}, cols = {}]",
+            x.len(),
+            w.cols
+        );
+        assert_eq!(
+            y.len(),
+            prod(n, w.rows, "n x rows"),
+            "matmul: y has {} values, not [n = {n}, rows = {}]",
+            y.len(),
+            w.rows
+        );
         assert_eq!(
             w.cols % w.ty.block_size(),
             0,
-            "matmul: partial weight block"
+            "matmul: {} cols are not a whole number of {}-value {} blocks",
+            w.cols,
+            w.ty.block_size(),
+            w.ty
         );
+        let need = prod(w.rows, w.row_bytes(), "rows x row_bytes");
         assert!(
-            w.data.len() >= w.rows * w.row_bytes(),
-            "matmul: weight data shorter than rows x row_bytes"
+            w.data.len() >= need,
+            "matmul: {} weights [{}, {}] need {need} bytes, the data has {}",
+            w.ty,
+            w.rows,
+            w.cols,
+            w.data.len()
         );
     }
     if n == 0 {
@@ -114,19 +137,19 @@ pub fn matmul_multi_at(level: Level, ws: &[QMatrix], x: &[f32], n: usize, ys: &m
     let xn = n >= TOKEN_SPLIT || invariant;
     let exact1 = invariant && n <= EXACT_MAX;
     let kernel = |w: &QMatrix| -> Option<(ActKind, RegionFn, usize)> {
-        let kind = act_kind(w.ty)?;
-        region_fn(level, w.ty)?;
+        let t = kernels(w.ty)?;
+        let k = t.at(level);
         if exact1 {
-            if let Some(f) = region_exact1_fn(level, w.ty) {
-                return Some((kind, f, 1));
+            if let Some(f) = k.exact1 {
+                return Some((t.act, f, 1));
             }
         }
         if xn {
-            if let Some((f, lanes)) = region_xn_fn(level, w.ty) {
-                return Some((kind, f, lanes));
+            if let Some((f, lanes)) = k.xn {
+                return Some((t.act, f, lanes));
             }
         }
-        Some((kind, region_fn(level, w.ty)?, 1))
+        Some((t.act, k.region, 1))
     };
     let first = kernel(&ws[0]);
     let shared = first.is_some()
@@ -282,20 +305,32 @@ impl<'a> Plan<'a> {
         let (r0, t0) = (ri * self.rc, ti * self.tc);
         let (rows, row_bytes) = (self.w.rows, self.w.row_bytes());
         let (g_rows, g_tokens) = (self.rc.min(rows - r0), self.tc.min(self.n - t0));
+        // SAFETY: `i < tasks` gives r0 < rows and t0 < n, so each of the three offsets stays
+        // inside its buffer (the weights hold rows x row_bytes bytes, the activations a row or
+        // a group of `lanes` rows per token, y is [n, rows]; checked by `matmul_multi_at`).
+        let (w, a, y) = unsafe {
+            (
+                self.w.data.as_ptr().add(r0 * row_bytes),
+                self.act.as_ptr().add(t0 / self.lanes * self.act_row),
+                self.y.0.add(t0 * rows + r0),
+            )
+        };
         let mut g = Region {
-            // SAFETY (all offsets): r0 < rows and t0 < n, so they stay inside their buffers.
-            w: self.w.data.as_ptr().add(r0 * row_bytes),
+            w,
             w_stride: row_bytes,
             nb: self.w.cols / self.w.ty.block_size(),
             rows: g_rows,
-            a: self.act.as_ptr().add(t0 / self.lanes * self.act_row),
+            a,
             a_stride: self.act_row,
             tokens: g_tokens,
-            y: self.y.0.add(t0 * rows + r0),
+            y,
             y_stride: rows,
         };
         if self.rc * self.tc > PP_ROWS * PP_TOKENS || g_tokens == 1 {
-            return (self.f)(&g);
+            // SAFETY: the region lies inside the plan's buffers (above), which are alive; no
+            // other call writes its outputs; the kernel's level is available (the caller's
+            // contract).
+            return unsafe { (self.f)(&g) };
         }
         // Prompt tiles write their outputs to a small dense block first: written straight into
         // `y`, one tile's column of outputs lands on addresses `rows · 4` bytes apart, which for
@@ -305,12 +340,18 @@ impl<'a> Plan<'a> {
         let bp = block.as_mut_ptr() as *mut f32;
         g.y = bp;
         g.y_stride = g_rows;
-        (self.f)(&g);
+        // SAFETY: as above, with the outputs in `block`, which holds g_rows x g_tokens values
+        // (at most rc x tc <= PP_ROWS x PP_TOKENS on this path).
+        unsafe { (self.f)(&g) };
         for t in 0..g_tokens {
             // SAFETY: row t0 + t of `y`, columns r0..r0 + g_rows: inside `y`, this task's own;
             // the block's row t was written by the kernel (the region covers it).
-            let dst = std::slice::from_raw_parts_mut(self.y.0.add((t0 + t) * rows + r0), g_rows);
-            let src = std::slice::from_raw_parts(bp.add(t * g_rows), g_rows);
+            let (dst, src) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(self.y.0.add((t0 + t) * rows + r0), g_rows),
+                    std::slice::from_raw_parts(bp.add(t * g_rows), g_rows),
+                )
+            };
             // A plain loop (a few dozen values): inlined, where `copy_from_slice` calls memmove.
             for (d, v) in dst.iter_mut().zip(src) {
                 *d = *v;
@@ -410,8 +451,8 @@ fn float_or_reference(level: Level, w: &QMatrix, x: &[f32], n: usize, y: &mut [f
 
 /// The plain reference: dequantize each weight row, f32 dot products, one thread.
 pub fn matmul_reference(w: &QMatrix, x: &[f32], n: usize, y: &mut [f32]) {
-    assert_eq!(x.len(), n * w.cols);
-    assert_eq!(y.len(), n * w.rows);
+    assert_eq!(x.len(), n * w.cols, "matmul_reference: x is not [n, cols]");
+    assert_eq!(y.len(), n * w.rows, "matmul_reference: y is not [n, rows]");
     let mut row = vec![0f32; w.cols];
     for r in 0..w.rows {
         dequantize_row(w.ty, w.row(r), &mut row).expect("matmul_reference: unsupported type");

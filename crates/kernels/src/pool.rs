@@ -66,10 +66,11 @@ fn pool() -> &'static Mutex<Pool> {
     POOL.get_or_init(|| Mutex::new(Pool::new(default_threads())))
 }
 
-/// Physical cores (SMT siblings share one core's SIMD units, so they rarely help these
-/// kernels), capped by what the process may use; `available_parallelism` where the core count
-/// cannot be read.
-fn default_threads() -> usize {
+/// The thread count the pool starts with (and `set_num_threads(0)` restores): physical cores
+/// (SMT siblings share one core's SIMD units, so they rarely help these kernels), capped by
+/// what the process may use; `available_parallelism` where the core count cannot be read.
+/// Starts no thread.
+pub fn default_threads() -> usize {
     let avail = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -161,7 +162,9 @@ fn split(f: &(dyn Fn(usize) + Sync + '_)) -> (*mut (), *mut ()) {
 /// # Safety
 /// `(data, vtable)` must come from [`split`] of a closure that is still alive.
 unsafe fn join<'a>(data: *mut (), vtable: *mut ()) -> &'a TaskFn {
-    std::mem::transmute::<(*mut (), *mut ()), &'a TaskFn>((data, vtable))
+    // SAFETY: the caller guarantees that `(data, vtable)` came from `split` of a closure that is
+    // still alive, so the two words are a valid `&TaskFn` for `'a`.
+    unsafe { std::mem::transmute::<(*mut (), *mut ()), &'a TaskFn>((data, vtable)) }
 }
 
 fn worker(s: &Shared) {
@@ -240,7 +243,15 @@ fn claim(s: &Shared, gen: u64, n: usize) -> Option<usize> {
 
 /// Runs `f(0) .. f(n_tasks - 1)` on the pool (the calling thread takes part) and returns when
 /// all are done. Task order and placement are unspecified. A panic in a task is re-raised here.
+///
+/// At most `u32::MAX` tasks (a task index is 32 bits of the pool's ticket); more panic, on
+/// every path.
 pub fn parallel_for(n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+    assert!(
+        n_tasks <= u32::MAX as usize,
+        "parallel_for: {n_tasks} tasks, at most {} per call",
+        u32::MAX
+    );
     if n_tasks == 0 {
         return;
     }
@@ -256,7 +267,6 @@ pub fn parallel_for(n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
         return serial(f);
     }
     let s = &*guard.shared;
-    assert!(n_tasks < 1 << 32, "parallel_for: too many tasks");
     // Publish: even generation (busy), job fields, then the odd (ready) generation.
     let busy = ((gen_of(s.ticket.load(Relaxed)) | 1) + 1) & 0xFFFF_FFFF;
     s.ticket.store(busy << 32, SeqCst);
@@ -306,8 +316,8 @@ pub fn parallel_for(n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
     }
 }
 
-/// Sets the number of threads (the caller plus `n - 1` workers; `0` means the default,
-/// `available_parallelism`). Waits for a running job to finish first.
+/// Sets the number of threads (the caller plus `n - 1` workers; `0` means
+/// [`default_threads`]). Waits for a running job to finish first.
 pub fn set_num_threads(n: usize) {
     let n = if n == 0 { default_threads() } else { n };
     let mut p = pool().lock().unwrap_or_else(|e| e.into_inner());

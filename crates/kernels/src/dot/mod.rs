@@ -5,6 +5,10 @@
 //! `R` rows × `T` tokens ([`drive`]): every weight block loaded and unpacked is used for `T`
 //! tokens, every activation block for `R` rows.
 //!
+//! [`kernels`] is the one table of which weight type has what at each level
+//! ([`TypeKernels`]: the region kernel, the interleaved prompt kernel, the batch-invariant
+//! one-token kernel); the block layouts are decoded by `crate::quants::blocks`.
+//!
 //! Formulas (per 32-value block; K-quants per sub-block, see each kernel):
 //! weight `w = dw · qw + mw` (Q4_0: `mw = −8·dw`, Q5_0: `−16·dw`, Q4_1/Q5_1: the stored min,
 //! Q8_0: signed `qw`, `mw = 0`), activation `a ≈ da · qa`, so
@@ -67,34 +71,43 @@ pub trait Micro {
 /// As [`RegionFn`].
 #[inline(always)]
 pub unsafe fn drive<M: Micro, const R: usize, const T: usize>(g: &Region) {
-    let mut t0 = 0;
-    while t0 + T <= g.tokens {
-        rows::<M, R, T>(g, t0);
-        t0 += T;
-    }
-    while t0 < g.tokens {
-        rows::<M, R, 1>(g, t0);
-        t0 += 1;
+    // SAFETY: `rows` gets token groups `t0 .. t0 + T ≤ tokens` (then single tokens) of the region
+    // the caller guarantees (`# Safety`).
+    unsafe {
+        let mut t0 = 0;
+        while t0 + T <= g.tokens {
+            rows::<M, R, T>(g, t0);
+            t0 += T;
+        }
+        while t0 < g.tokens {
+            rows::<M, R, 1>(g, t0);
+            t0 += 1;
+        }
     }
 }
 
 #[inline(always)]
 unsafe fn rows<M: Micro, const R: usize, const T: usize>(g: &Region, t0: usize) {
-    let a: [*const u8; T] = std::array::from_fn(|j| g.a.add((t0 + j) * g.a_stride));
-    let mut r0 = 0;
-    while r0 + R <= g.rows {
-        let w: [*const u8; R] = std::array::from_fn(|i| g.w.add((r0 + i) * g.w_stride));
-        store(g, r0, t0, M::tile::<R, T>(w, a, g.nb));
-        r0 += R;
-    }
-    while r0 < g.rows {
-        store(
-            g,
-            r0,
-            t0,
-            M::tile::<1, T>([g.w.add(r0 * g.w_stride)], a, g.nb),
-        );
-        r0 += 1;
+    // SAFETY: row tiles `r0 .. r0 + R ≤ rows` (then single rows) and tokens `t0 .. t0 + T` lie
+    // inside the region the caller guarantees, so the pointers formed here are in its buffers and
+    // `M::tile` gets `nb` blocks per row and per token.
+    unsafe {
+        let a: [*const u8; T] = std::array::from_fn(|j| g.a.add((t0 + j) * g.a_stride));
+        let mut r0 = 0;
+        while r0 + R <= g.rows {
+            let w: [*const u8; R] = std::array::from_fn(|i| g.w.add((r0 + i) * g.w_stride));
+            store(g, r0, t0, M::tile::<R, T>(w, a, g.nb));
+            r0 += R;
+        }
+        while r0 < g.rows {
+            store(
+                g,
+                r0,
+                t0,
+                M::tile::<1, T>([g.w.add(r0 * g.w_stride)], a, g.nb),
+            );
+            r0 += 1;
+        }
     }
 }
 
@@ -105,9 +118,13 @@ unsafe fn store<const R: usize, const T: usize>(
     t0: usize,
     out: [[f32; T]; R],
 ) {
-    for (i, row) in out.iter().enumerate() {
-        for (j, v) in row.iter().enumerate() {
-            *g.y.add((t0 + j) * g.y_stride + r0 + i) = *v;
+    // SAFETY: `y[(t0 + j) · y_stride + r0 + i]` for `i < R`, `j < T` is an output of the region
+    // (the caller's contract).
+    unsafe {
+        for (i, row) in out.iter().enumerate() {
+            for (j, v) in row.iter().enumerate() {
+                *g.y.add((t0 + j) * g.y_stride + r0 + i) = *v;
+            }
         }
     }
 }
@@ -142,80 +159,204 @@ impl ActKind {
     }
 }
 
-/// The activation format of a quantized weight type, `None` for float types and types
-/// without an integer kernel.
-pub fn act_kind(ty: GgmlType) -> Option<ActKind> {
-    match ty {
-        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => Some(ActKind::A32),
-        GgmlType::Q4_1 | GgmlType::Q5_1 => Some(ActKind::A32M),
-        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
-            Some(ActKind::A256)
-        }
-        _ => None,
-    }
+/// One level's kernels of a weight type.
+#[derive(Clone, Copy)]
+pub struct LevelKernels {
+    /// Any number of tokens over plain activation rows (for one token: the decode kernel).
+    pub region: RegionFn,
+    /// The prompt kernel over interleaved activations (the `A32xN` / `A256xN` layouts of
+    /// [`crate::act`], one token per SIMD lane) and its tokens per group, where the level has
+    /// one.
+    pub xn: Option<(RegionFn, usize)>,
+    /// The batch-invariant one-token kernel, where the level has one: over plain activations,
+    /// token by token, bit for bit what a lane of `xn` computes for that token ([`exact`]).
+    pub exact1: Option<RegionFn>,
 }
 
-/// The region kernel of `ty` at `level` (`None` if `ty` has no integer kernel).
-pub fn region_fn(level: Level, ty: GgmlType) -> Option<RegionFn> {
-    #[cfg(target_arch = "x86_64")]
-    if level >= Level::Avx512Vnni {
-        if let Some(f) = avx512::region_fn(ty) {
-            return Some(f);
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    if level >= Level::Avx2 {
-        return avx2::region_fn(ty, level >= Level::Avx512Vnni);
-    }
-    let _ = level;
-    scalar::region_fn(ty)
-}
-
-/// The prompt kernel of `ty` at `level` over interleaved activations, where one exists, and
-/// its tokens per group (`A32xN`/`A256xN` layouts of [`crate::act`], one token per SIMD
-/// lane): 16 with AVX-512 VNNI, 8 with AVX2.
-pub fn region_xn_fn(level: Level, ty: GgmlType) -> Option<(RegionFn, usize)> {
-    #[cfg(target_arch = "x86_64")]
-    if level >= Level::Avx512Vnni {
-        if let Some(f) = avx512::region_x16_fn(ty) {
-            return Some((f, 16));
+impl LevelKernels {
+    /// A level with only a region kernel (the scalar twins).
+    pub const fn plain(region: RegionFn) -> LevelKernels {
+        LevelKernels {
+            region,
+            xn: None,
+            exact1: None,
         }
     }
-    region_x8_fn(level, ty).map(|f| (f, 8))
 }
 
-/// The batch-invariant one-token kernel of `ty` at `level`, where one exists: over plain
-/// (not interleaved) activations, token by token, it computes bit for bit what a lane of
-/// [`region_xn_fn`]`(level, ty)` computes for that token (see [`exact`]).
-pub fn region_exact1_fn(level: Level, ty: GgmlType) -> Option<RegionFn> {
-    #[cfg(target_arch = "x86_64")]
-    if level >= Level::Avx2 {
-        return exact::region_fn(ty, level >= Level::Avx512Vnni);
+/// What the integer path has for one weight type, at every level (see [`kernels`]).
+#[derive(Clone, Copy)]
+pub struct TypeKernels {
+    /// The activation format every level's kernels take.
+    pub act: ActKind,
+    pub scalar: LevelKernels,
+    pub avx2: LevelKernels,
+    /// AVX-512 without VNNI runs the AVX2 kernels.
+    pub avx512: LevelKernels,
+    pub avx512vnni: LevelKernels,
+}
+
+/// The x86-64 SIMD kernels of one type: those of the AVX2 levels (`Avx2` and `Avx512`) and of
+/// `Avx512Vnni`.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Simd {
+    avx2: LevelKernels,
+    vnni: LevelKernels,
+}
+
+impl TypeKernels {
+    /// The kernels of `level` (calling them needs the level to be available).
+    #[inline]
+    pub fn at(&self, level: Level) -> &LevelKernels {
+        match level {
+            Level::Scalar => &self.scalar,
+            Level::Avx2 => &self.avx2,
+            Level::Avx512 => &self.avx512,
+            Level::Avx512Vnni => &self.avx512vnni,
+        }
     }
-    let _ = (level, ty);
-    None
-}
 
-/// The 8-token prompt kernel of `ty` at `level` over interleaved activations
-/// ([`crate::act::A32x8`] or [`crate::act::A256x8`]), where one exists.
-pub fn region_x8_fn(level: Level, ty: GgmlType) -> Option<RegionFn> {
-    #[cfg(target_arch = "x86_64")]
-    if level >= Level::Avx2 {
-        let vnni = level >= Level::Avx512Vnni;
-        return avx2::region_x8_fn(ty, vnni).or_else(|| avx2::region_kx8_fn(ty, vnni));
+    /// A type with scalar twin `scalar` and, on x86-64, the SIMD kernels `simd`; without them
+    /// (`None`: a type with no SIMD kernels yet, or any other architecture) every level runs
+    /// the scalar twin.
+    const fn new(act: ActKind, scalar: RegionFn, simd: Option<Simd>) -> TypeKernels {
+        let scalar = LevelKernels::plain(scalar);
+        match simd {
+            Some(x) => TypeKernels {
+                act,
+                scalar,
+                avx2: x.avx2,
+                avx512: x.avx2,
+                avx512vnni: x.vnni,
+            },
+            None => TypeKernels {
+                act,
+                scalar,
+                avx2: scalar,
+                avx512: scalar,
+                avx512vnni: scalar,
+            },
+        }
     }
-    let _ = (level, ty);
-    None
 }
 
-/// The activation quantizer of `kind` at `level`.
+/// `Some(the x86-64 kernels)` on x86-64, `None` elsewhere (where the tokens are not compiled).
+#[cfg(target_arch = "x86_64")]
+macro_rules! x86 {
+    ($($simd:tt)*) => {
+        Some($($simd)*)
+    };
+}
+#[cfg(not(target_arch = "x86_64"))]
+macro_rules! x86 {
+    ($($simd:tt)*) => {
+        None
+    };
+}
+
+/// The x86-64 kernels of a 32-value type, by its unpacker `U` ([`avx2::Unpack32`], with its
+/// two-block form for the AVX-512 one-token kernel and its `mw` for the exact kernel).
+#[cfg(target_arch = "x86_64")]
+const fn simd_b32<U: avx2::Unpack32 + avx512::Pair32 + exact::Min32>() -> Simd {
+    Simd {
+        avx2: LevelKernels {
+            region: avx2::b32::<U, false>,
+            xn: Some((avx2::x8::<U, false>, 8)),
+            exact1: Some(exact::e32::<U, false>),
+        },
+        vnni: LevelKernels {
+            region: avx512::one::<U>,
+            xn: Some((avx512::x16::<U>, 16)),
+            exact1: Some(exact::e32::<U, true>),
+        },
+    }
+}
+
+/// The x86-64 kernels of a K-quant, by its tile kernel `M` (one token and small batches) and
+/// its unpacker `U` (prompt and exact kernels). Its integer sums need no VNNI variant.
+#[cfg(target_arch = "x86_64")]
+const fn simd_kq<M: Micro, U: avx2::UnpackK>() -> Simd {
+    Simd {
+        avx2: LevelKernels {
+            region: avx2::k::<M>,
+            xn: Some((avx2::kx8::<U, false>, 8)),
+            exact1: Some(exact::ek::<U>),
+        },
+        vnni: LevelKernels {
+            region: avx2::k::<M>,
+            xn: Some((avx512::kx16::<U>, 16)),
+            exact1: Some(exact::ek::<U>),
+        },
+    }
+}
+
+/// A row of [`kernels`] for a 32-value type: activation format, scalar twin, SIMD unpacker.
+macro_rules! b32 {
+    ($act:ident, $twin:ident, $simd:ty) => {
+        &const {
+            TypeKernels::new(
+                ActKind::$act,
+                scalar::region::<scalar::$twin>,
+                x86!(simd_b32::<$simd>()),
+            )
+        }
+    };
+}
+
+/// A row of [`kernels`] for a K-quant: scalar twin, SIMD tile kernel, SIMD unpacker.
+macro_rules! kq {
+    ($twin:ident, $tile:ty, $simd:ty) => {
+        &const {
+            TypeKernels::new(
+                ActKind::A256,
+                scalar::region::<scalar::$twin>,
+                x86!(simd_kq::<$tile, $simd>()),
+            )
+        }
+    };
+}
+
+/// The integer kernels of `ty` at every level, `None` for float types and types without an
+/// integer kernel (`matmul` gives those f32 dots). The one table of which type has what: a
+/// new type is one row here, plus its scalar twin in [`scalar`] and, where it has SIMD
+/// kernels, its unpacker in [`avx2`] (a type without them passes `None` to
+/// `TypeKernels::new`, and every level runs its scalar twin).
+pub fn kernels(ty: GgmlType) -> Option<&'static TypeKernels> {
+    use GgmlType as G;
+    Some(match ty {
+        G::Q4_0 => b32!(A32, Q4_0, avx2::Q4_0),
+        G::Q4_1 => b32!(A32M, Q4_1, avx2::Q4_1),
+        G::Q5_0 => b32!(A32, Q5_0, avx2::Q5_0),
+        G::Q5_1 => b32!(A32M, Q5_1, avx2::Q5_1),
+        G::Q8_0 => b32!(A32, Q8_0, avx2::Q8_0),
+        G::Q2_K => kq!(Q2K, avx2::K23<false>, avx2::UQ23K<false>),
+        G::Q3_K => kq!(Q3K, avx2::K23<true>, avx2::UQ23K<true>),
+        G::Q4_K => kq!(Q4K, avx2::K45<false>, avx2::UQ4K<false>),
+        G::Q5_K => kq!(Q5K, avx2::K45<true>, avx2::UQ4K<true>),
+        G::Q6_K => kq!(Q6K, avx2::K6, avx2::UQ6K),
+        _ => return None,
+    })
+}
+
+/// The activation quantizer of `kind` at `level` (which must be available on this CPU, see
+/// [`Level::available`]). The quantizer takes a whole number of blocks and an output of at
+/// least their bytes, and panics otherwise, at every level.
 pub fn quantizer(level: Level, kind: ActKind) -> fn(&[f32], &mut [u8]) {
+    assert!(
+        level.available(),
+        "{level} kernels are not available on this CPU"
+    );
     #[cfg(target_arch = "x86_64")]
     if level >= Level::Avx2 {
         return match kind {
-            // SAFETY (both): `level >= Avx2` is only chosen when AVX2 and FMA are present.
+            // `level` is available (checked above), and levels >= Avx2 are only available
+            // when AVX2 and FMA are present; the functions check their lengths themselves.
+            // SAFETY: AVX2 and FMA are present (above).
             ActKind::A32 => |x, o| unsafe { crate::act::avx2::quantize_a32(x, o) },
+            // SAFETY: as above.
             ActKind::A32M => |x, o| unsafe { crate::act::avx2::quantize_a32m(x, o) },
+            // SAFETY: as above.
             ActKind::A256 => |x, o| unsafe { crate::act::avx2::quantize_a256(x, o) },
         };
     }
@@ -227,50 +368,44 @@ pub fn quantizer(level: Level, kind: ActKind) -> fn(&[f32], &mut [u8]) {
     }
 }
 
-/// Little-endian helpers for reading block fields through raw pointers.
+// Little-endian helpers for reading block fields through raw pointers (any alignment).
+
+/// The f32 at `p`.
+///
+/// # Safety
+/// `p` must be readable for 4 bytes.
 #[inline(always)]
 pub(crate) unsafe fn rd_f32(p: *const u8) -> f32 {
-    f32::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 4]))
+    // SAFETY: the caller guarantees `p` readable for 4 bytes (an unaligned read).
+    unsafe { f32::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 4])) }
 }
 
+/// The u32 at `p`.
+///
+/// # Safety
+/// `p` must be readable for 4 bytes.
 #[inline(always)]
 pub(crate) unsafe fn rd_u32(p: *const u8) -> u32 {
-    u32::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 4]))
+    // SAFETY: the caller guarantees `p` readable for 4 bytes (an unaligned read).
+    unsafe { u32::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 4])) }
 }
 
+/// The i16 at `p`.
+///
+/// # Safety
+/// `p` must be readable for 2 bytes.
 #[inline(always)]
 pub(crate) unsafe fn rd_i16(p: *const u8) -> i16 {
-    i16::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 2]))
+    // SAFETY: the caller guarantees `p` readable for 2 bytes (an unaligned read).
+    unsafe { i16::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 2])) }
 }
 
+/// The f16 (as f32) at `p`.
+///
+/// # Safety
+/// `p` must be readable for 2 bytes.
 #[inline(always)]
 pub(crate) unsafe fn rd_f16(p: *const u8) -> f32 {
-    half::f16::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 2])).to_f32()
-}
-
-/// The 6-bit scale and min of sub-block `j` of a Q4_K / Q5_K block (12 packed bytes at `q`).
-#[inline(always)]
-pub(crate) unsafe fn scale_min_k4(j: usize, q: *const u8) -> (u8, u8) {
-    let b = |i: usize| *q.add(i);
-    if j < 4 {
-        (b(j) & 63, b(j + 4) & 63)
-    } else {
-        (
-            (b(j + 4) & 0x0F) | ((b(j - 4) >> 6) << 4),
-            (b(j + 4) >> 4) | ((b(j) >> 6) << 4),
-        )
-    }
-}
-
-/// The 16 signed scales (already minus 32) of a Q3_K block (12 packed bytes at `q`).
-#[inline(always)]
-pub(crate) unsafe fn scales_q3k(q: *const u8) -> [i8; 16] {
-    let b = |i: usize| *q.add(i);
-    let mut s = [0i8; 16];
-    for (j, sj) in s.iter_mut().enumerate() {
-        let lo = if j < 8 { b(j) & 0x0F } else { b(j - 8) >> 4 };
-        let hi = (b(8 + j % 4) >> (2 * (j / 4))) & 3;
-        *sj = ((lo | (hi << 4)) as i32 - 32) as i8;
-    }
-    s
+    // SAFETY: the caller guarantees `p` readable for 2 bytes (an unaligned read).
+    unsafe { half::f16::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 2])).to_f32() }
 }

@@ -3,12 +3,9 @@
 
 use std::marker::PhantomData;
 
-use gguf::GgmlType;
-
-use super::{
-    drive, rd_f16, rd_f32, rd_i16, rd_u32, scale_min_k4, scales_q3k, Micro, Region, RegionFn,
-};
+use super::{drive, rd_f16, rd_f32, rd_i16, rd_u32, Micro, Region};
 use crate::act::{A256, A32};
+use crate::quants::{block_at, scale_min_k4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K};
 
 /// One weight block type's scalar dot with its activation block.
 pub trait BlockDot {
@@ -31,17 +28,22 @@ impl<B: BlockDot> Micro for Scalar<B> {
         a: [*const u8; T],
         nb: usize,
     ) -> [[f32; T]; R] {
-        let mut out = [[0f32; T]; R];
-        for (wi, o) in w.iter().zip(out.iter_mut()) {
-            for (aj, v) in a.iter().zip(o.iter_mut()) {
-                let mut s = 0f32;
-                for b in 0..nb {
-                    s += B::dot(wi.add(b * B::WB), aj.add(b * B::AB));
+        // SAFETY: `w[i]` points at `nb` weight blocks and `a[j]` at `nb` activation blocks (the
+        // trait's contract): block `b < nb` lies at `b` times the block size, so each `B::dot`
+        // gets one whole block of each.
+        unsafe {
+            let mut out = [[0f32; T]; R];
+            for (wi, o) in w.iter().zip(out.iter_mut()) {
+                for (aj, v) in a.iter().zip(o.iter_mut()) {
+                    let mut s = 0f32;
+                    for b in 0..nb {
+                        s += B::dot(wi.add(b * B::WB), aj.add(b * B::AB));
+                    }
+                    *v = s;
                 }
-                *v = s;
             }
+            out
         }
-        out
     }
 }
 
@@ -55,10 +57,13 @@ struct W32 {
 /// Nibbles of 16 bytes: byte `j` holds value `j` (low) and `j + 16` (high).
 #[inline(always)]
 unsafe fn nibbles(qs: *const u8, q: &mut [i32; 32]) {
-    for j in 0..16 {
-        let b = *qs.add(j);
-        q[j] = (b & 0x0F) as i32;
-        q[j + 16] = (b >> 4) as i32;
+    // SAFETY: callers pass `qs` readable for 16 bytes (a block's packed nibbles).
+    unsafe {
+        for j in 0..16 {
+            let b = *qs.add(j);
+            q[j] = (b & 0x0F) as i32;
+            q[j + 16] = (b >> 4) as i32;
+        }
     }
 }
 
@@ -72,13 +77,17 @@ fn fifth_bits(qh: u32, q: &mut [i32; 32]) {
 
 #[inline(always)]
 unsafe fn dot32(w: &W32, a: *const u8) -> f32 {
-    let da = rd_f32(a);
-    let sa = rd_f32(a.add(4));
-    let mut s = 0i32;
-    for i in 0..32 {
-        s += w.q[i] * (*a.add(A32::Q + i) as i8 as i32);
+    // SAFETY: callers pass `a` pointing at one whole A32 block; the reads are at offsets below
+    // `A32::BYTES`.
+    unsafe {
+        let da = rd_f32(a);
+        let sa = rd_f32(a.add(4));
+        let mut s = 0i32;
+        for i in 0..32 {
+            s += w.q[i] * (*a.add(A32::Q + i) as i8 as i32);
+        }
+        w.d * da * s as f32 + w.m * sa
     }
-    w.d * da * s as f32 + w.m * sa
 }
 
 macro_rules! block32 {
@@ -90,66 +99,89 @@ macro_rules! block32 {
             #[inline(always)]
             unsafe fn dot($w: *const u8, a: *const u8) -> f32 {
                 let w: W32 = $unpack;
-                dot32(&w, a)
+                // SAFETY: `a` points at one whole A32 block (this function's contract).
+                unsafe { dot32(&w, a) }
             }
         }
     };
 }
 
 block32!(Q4_0, 18, |p| {
-    let mut q = [0; 32];
-    nibbles(p.add(2), &mut q);
-    let d = rd_f16(p);
-    W32 { q, d, m: -8.0 * d }
+    // SAFETY: `p` points at one whole 18-byte Q4_0 block (`BlockDot::dot`'s contract); every offset
+    // read is inside it (layout: `quants::blocks`).
+    unsafe {
+        let mut q = [0; 32];
+        nibbles(p.add(2), &mut q);
+        let d = rd_f16(p);
+        W32 { q, d, m: -8.0 * d }
+    }
 });
 block32!(Q4_1, 20, |p| {
-    let mut q = [0; 32];
-    nibbles(p.add(4), &mut q);
-    W32 {
-        q,
-        d: rd_f16(p),
-        m: rd_f16(p.add(2)),
+    // SAFETY: `p` points at one whole 20-byte Q4_1 block (`BlockDot::dot`'s contract); every offset
+    // read is inside it (layout: `quants::blocks`).
+    unsafe {
+        let mut q = [0; 32];
+        nibbles(p.add(4), &mut q);
+        W32 {
+            q,
+            d: rd_f16(p),
+            m: rd_f16(p.add(2)),
+        }
     }
 });
 block32!(Q5_0, 22, |p| {
-    let mut q = [0; 32];
-    nibbles(p.add(6), &mut q);
-    fifth_bits(rd_u32(p.add(2)), &mut q);
-    let d = rd_f16(p);
-    W32 { q, d, m: -16.0 * d }
+    // SAFETY: `p` points at one whole 22-byte Q5_0 block (`BlockDot::dot`'s contract); every offset
+    // read is inside it (layout: `quants::blocks`).
+    unsafe {
+        let mut q = [0; 32];
+        nibbles(p.add(6), &mut q);
+        fifth_bits(rd_u32(p.add(2)), &mut q);
+        let d = rd_f16(p);
+        W32 { q, d, m: -16.0 * d }
+    }
 });
 block32!(Q5_1, 24, |p| {
-    let mut q = [0; 32];
-    nibbles(p.add(8), &mut q);
-    fifth_bits(rd_u32(p.add(4)), &mut q);
-    W32 {
-        q,
-        d: rd_f16(p),
-        m: rd_f16(p.add(2)),
+    // SAFETY: `p` points at one whole 24-byte Q5_1 block (`BlockDot::dot`'s contract); every offset
+    // read is inside it (layout: `quants::blocks`).
+    unsafe {
+        let mut q = [0; 32];
+        nibbles(p.add(8), &mut q);
+        fifth_bits(rd_u32(p.add(4)), &mut q);
+        W32 {
+            q,
+            d: rd_f16(p),
+            m: rd_f16(p.add(2)),
+        }
     }
 });
 block32!(Q8_0, 34, |p| {
-    let mut q = [0; 32];
-    for (i, v) in q.iter_mut().enumerate() {
-        *v = *p.add(2 + i) as i8 as i32;
-    }
-    W32 {
-        q,
-        d: rd_f16(p),
-        m: 0.0,
+    // SAFETY: `p` points at one whole 34-byte Q8_0 block (`BlockDot::dot`'s contract); every offset
+    // read is inside it (layout: `quants::blocks`).
+    unsafe {
+        let mut q = [0; 32];
+        for (i, v) in q.iter_mut().enumerate() {
+            *v = *p.add(2 + i) as i8 as i32;
+        }
+        W32 {
+            q,
+            d: rd_f16(p),
+            m: 0.0,
+        }
     }
 });
 
 /// Activation value `i` of an A256 block.
 #[inline(always)]
 unsafe fn aq(a: *const u8, i: usize) -> i32 {
-    *a.add(A256::Q + i) as i8 as i32
+    // SAFETY: callers pass `a` pointing at one whole A256 block and `i < 256`.
+    unsafe { *a.add(A256::Q + i) as i8 as i32 }
 }
 
 /// The 16-value sum `j` of an A256 block.
 #[inline(always)]
 unsafe fn bsum(a: *const u8, j: usize) -> i32 {
-    rd_i16(a.add(A256::BSUMS + 2 * j)) as i32
+    // SAFETY: callers pass `a` pointing at one whole A256 block and `j < 16`.
+    unsafe { rd_i16(a.add(A256::BSUMS + 2 * j)) as i32 }
 }
 
 macro_rules! block256 {
@@ -166,112 +198,98 @@ macro_rules! block256 {
     };
 }
 
-/// Σ over 8 sub-blocks of 32: `sc · Σ q·a` and `m · Σ a`, for Q4_K and Q5_K values `v`.
+/// Σ over 8 sub-blocks of 32: `sc · Σ q·a` and `m · Σ a`, for Q4_K and Q5_K values `v` with
+/// the packed `scales` (f16 `d` and `dmin` are the block's first 4 bytes, at `p`).
 #[inline(always)]
-unsafe fn k4_sums(p: *const u8, a: *const u8, v: &[i32; 256]) -> f32 {
-    let (mut sumi, mut summ) = (0i32, 0i32);
-    for s in 0..8 {
-        let (sc, m) = scale_min_k4(s, p.add(4));
-        let dot: i32 = (0..32).map(|i| v[32 * s + i] * aq(a, 32 * s + i)).sum();
-        sumi += sc as i32 * dot;
-        summ += m as i32 * (bsum(a, 2 * s) + bsum(a, 2 * s + 1));
+unsafe fn k4_sums(p: *const u8, scales: &[u8; 12], a: *const u8, v: &[u8; 256]) -> f32 {
+    // SAFETY: callers pass `p` pointing at one whole Q4_K / Q5_K block (`d` and `dmin` are its
+    // first 4 bytes) and `a` at one whole A256 block.
+    unsafe {
+        let (mut sumi, mut summ) = (0i32, 0i32);
+        for s in 0..8 {
+            let (sc, m) = scale_min_k4(s, scales);
+            let dot: i32 = (0..32)
+                .map(|i| v[32 * s + i] as i32 * aq(a, 32 * s + i))
+                .sum();
+            sumi += sc as i32 * dot;
+            summ += m as i32 * (bsum(a, 2 * s) + bsum(a, 2 * s + 1));
+        }
+        rd_f32(a) * (rd_f16(p) * sumi as f32 - rd_f16(p.add(2)) * summ as f32)
     }
-    rd_f32(a) * (rd_f16(p) * sumi as f32 - rd_f16(p.add(2)) * summ as f32)
 }
 
 block256!(Q4K, 144, |p, a| {
-    let mut v = [0i32; 256];
-    for j in 0..4 {
-        for l in 0..32 {
-            let b = *p.add(16 + 32 * j + l);
-            v[64 * j + l] = (b & 0x0F) as i32;
-            v[64 * j + 32 + l] = (b >> 4) as i32;
-        }
+    // SAFETY: `p` points at one whole 144-byte Q4_K block and `a` at one whole A256 block
+    // (`BlockDot::dot`'s contract); every offset read is inside them (layout: `quants::blocks`).
+    unsafe {
+        let b = block_at::<BlockQ4K>(p);
+        k4_sums(p, &b.scales, a, &b.values())
     }
-    k4_sums(p, a, &v)
 });
 
 block256!(Q5K, 176, |p, a| {
-    let mut v = [0i32; 256];
-    for j in 0..4 {
-        for l in 0..32 {
-            let b = *p.add(48 + 32 * j + l);
-            let h = *p.add(16 + l);
-            v[64 * j + l] = ((b & 0x0F) | (((h >> (2 * j)) & 1) << 4)) as i32;
-            v[64 * j + 32 + l] = ((b >> 4) | (((h >> (2 * j + 1)) & 1) << 4)) as i32;
-        }
+    // SAFETY: `p` points at one whole 176-byte Q5_K block and `a` at one whole A256 block
+    // (`BlockDot::dot`'s contract); every offset read is inside them (layout: `quants::blocks`).
+    unsafe {
+        let b = block_at::<BlockQ5K>(p);
+        k4_sums(p, &b.scales, a, &b.values())
     }
-    k4_sums(p, a, &v)
 });
 
 block256!(Q6K, 210, |p, a| {
-    let mut v = [0i32; 256];
-    for h in 0..2 {
-        for l in 0..32 {
-            let l0 = *p.add(64 * h + l);
-            let l1 = *p.add(64 * h + 32 + l);
-            let hb = *p.add(128 + 32 * h + l);
-            v[128 * h + l] = ((l0 & 0x0F) | ((hb & 3) << 4)) as i32 - 32;
-            v[128 * h + 32 + l] = ((l1 & 0x0F) | (((hb >> 2) & 3) << 4)) as i32 - 32;
-            v[128 * h + 64 + l] = ((l0 >> 4) | (((hb >> 4) & 3) << 4)) as i32 - 32;
-            v[128 * h + 96 + l] = ((l1 >> 4) | (((hb >> 6) & 3) << 4)) as i32 - 32;
+    // SAFETY: `p` points at one whole 210-byte Q6_K block and `a` at one whole A256 block
+    // (`BlockDot::dot`'s contract); every offset read is inside them (layout: `quants::blocks`).
+    unsafe {
+        let b = block_at::<BlockQ6K>(p);
+        let v = b.values();
+        let mut sumi = 0i32;
+        for s in 0..16 {
+            let dot: i32 = (0..16)
+                .map(|i| v[16 * s + i] as i32 * aq(a, 16 * s + i))
+                .sum();
+            sumi += b.scale(s) as i32 * dot;
         }
+        rd_f32(a) * rd_f16(p.add(208)) * sumi as f32
     }
-    let mut sumi = 0i32;
-    for s in 0..16 {
-        let sc = *p.add(192 + s) as i8 as i32;
-        let dot: i32 = (0..16).map(|i| v[16 * s + i] * aq(a, 16 * s + i)).sum();
-        sumi += sc * dot;
-    }
-    rd_f32(a) * rd_f16(p.add(208)) * sumi as f32
 });
 
 block256!(Q2K, 84, |p, a| {
-    let (mut sumi, mut summ) = (0i32, 0i32);
-    for i in 0..256 {
-        let (h, s, l) = (i / 128, (i % 128) / 32, i % 32);
-        let q = ((*p.add(16 + 32 * h + l) >> (2 * s)) & 3) as i32;
-        let sc = (*p.add(i / 16) & 0x0F) as i32;
-        sumi += sc * q * aq(a, i);
+    // SAFETY: `p` points at one whole 84-byte Q2_K block and `a` at one whole A256 block
+    // (`BlockDot::dot`'s contract); every offset read is inside them (layout: `quants::blocks`).
+    unsafe {
+        let b = block_at::<BlockQ2K>(p);
+        let v = b.values();
+        let (mut sumi, mut summ) = (0i32, 0i32);
+        for (i, &q) in v.iter().enumerate() {
+            sumi += b.scale_min(i / 16).0 as i32 * q as i32 * aq(a, i);
+        }
+        for j in 0..16 {
+            summ += b.scale_min(j).1 as i32 * bsum(a, j);
+        }
+        rd_f32(a) * (rd_f16(p.add(80)) * sumi as f32 - rd_f16(p.add(82)) * summ as f32)
     }
-    for j in 0..16 {
-        summ += (*p.add(j) >> 4) as i32 * bsum(a, j);
-    }
-    rd_f32(a) * (rd_f16(p.add(80)) * sumi as f32 - rd_f16(p.add(82)) * summ as f32)
 });
 
 block256!(Q3K, 110, |p, a| {
-    let sc = scales_q3k(p.add(96));
-    let mut sumi = 0i32;
-    for i in 0..256 {
-        let (h, s, l) = (i / 128, (i % 128) / 32, i % 32);
-        let lo = ((*p.add(32 + 32 * h + l) >> (2 * s)) & 3) as i32;
-        let hi = (*p.add(l) >> (i / 32)) & 1;
-        let q = lo - if hi == 1 { 0 } else { 4 };
-        sumi += sc[i / 16] as i32 * q * aq(a, i);
+    // SAFETY: `p` points at one whole 110-byte Q3_K block and `a` at one whole A256 block
+    // (`BlockDot::dot`'s contract); every offset read is inside them (layout: `quants::blocks`).
+    unsafe {
+        let b = block_at::<BlockQ3K>(p);
+        let (sc, v) = (b.scales(), b.values());
+        let mut sumi = 0i32;
+        for i in 0..256 {
+            sumi += sc[i / 16] as i32 * v[i] as i32 * aq(a, i);
+        }
+        rd_f32(a) * rd_f16(p.add(108)) * sumi as f32
     }
-    rd_f32(a) * rd_f16(p.add(108)) * sumi as f32
 });
 
+/// The scalar region kernel of block type `B` (every `(row, token)` an independent dot).
+///
 /// # Safety
-/// As [`RegionFn`].
-unsafe fn region<B: BlockDot>(g: &Region) {
-    drive::<Scalar<B>, 1, 1>(g)
-}
-
-/// The scalar region kernel of `ty`.
-pub fn region_fn(ty: GgmlType) -> Option<RegionFn> {
-    Some(match ty {
-        GgmlType::Q4_0 => region::<Q4_0>,
-        GgmlType::Q4_1 => region::<Q4_1>,
-        GgmlType::Q5_0 => region::<Q5_0>,
-        GgmlType::Q5_1 => region::<Q5_1>,
-        GgmlType::Q8_0 => region::<Q8_0>,
-        GgmlType::Q2_K => region::<Q2K>,
-        GgmlType::Q3_K => region::<Q3K>,
-        GgmlType::Q4_K => region::<Q4K>,
-        GgmlType::Q5_K => region::<Q5K>,
-        GgmlType::Q6_K => region::<Q6K>,
-        _ => return None,
-    })
+/// As [`super::RegionFn`].
+pub(crate) unsafe fn region<B: BlockDot>(g: &Region) {
+    // SAFETY: the callee's contract is this function's (see `# Safety`), and the CPU features it
+    // needs are the caller's guarantee and enabled here.
+    unsafe { drive::<Scalar<B>, 1, 1>(g) }
 }

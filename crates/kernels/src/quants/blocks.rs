@@ -30,6 +30,19 @@ pub fn cast_blocks<B: Block>(bytes: &[u8]) -> &[B] {
     unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<B>(), bytes.len() / size) }
 }
 
+/// Views the bytes at `p` (any address) as one block, for kernels that walk blocks through
+/// raw pointers.
+///
+/// # Safety
+/// `p` must point at `size_of::<B>()` bytes that stay readable, and are not written, for
+/// `'a`.
+#[inline(always)]
+pub unsafe fn block_at<'a, B: Block>(p: *const u8) -> &'a B {
+    // SAFETY: `B: Block` has alignment 1 and accepts any bit pattern, and the caller
+    // guarantees that the `size_of::<B>()` bytes at `p` are readable and unchanging for `'a`.
+    unsafe { &*p.cast::<B>() }
+}
+
 /// Mutable twin of [`cast_blocks`], for quantizers writing into a byte buffer.
 pub fn cast_blocks_mut<B: Block>(bytes: &mut [u8]) -> &mut [B] {
     let size = std::mem::size_of::<B>();
@@ -223,11 +236,19 @@ block!(
     BlockIQ1M, IQ1_M, 256, 56, { qs: [u8; 32], qh: [u8; 16], scales: [u8; 8] }
 );
 
+// ---------------------------------------------------------------- K-quant decoding
+//
+// The one decoding of each K-quant layout: the dequantizers (`kquants`) and the scalar dot
+// twins (`dot::scalar`) use all of it; the SIMD unpackers (`dot::avx2`, shared by
+// `dot::avx512` and `dot::exact`) decode the sub-block scales and mins here and only the
+// values themselves in registers (the same bits as `values()` below, tested against it
+// through the scalar twins).
+
 /// Scale and min (6 bits each) of sub-block `j` (0..8) of a Q4_K / Q5_K block. Bytes 0..4 hold
 /// the scales of sub-blocks 0..4 (low 6 bits), bytes 4..8 their mins; sub-blocks 4..8 keep
 /// their low 4 bits in the nibbles of bytes 8..12 and their top 2 bits in the top bits of
 /// bytes 0..8.
-#[inline]
+#[inline(always)]
 pub fn scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
@@ -236,6 +257,148 @@ pub fn scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
             (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4),
             (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
         )
+    }
+}
+
+/// The 16 signed 6-bit sub-block scales of a Q3_K block (already minus 32), from its 12 packed
+/// bytes (layout: [`BlockQ3K`]).
+#[inline(always)]
+pub fn q3_k_scales(s: &[u8; 12]) -> [i8; 16] {
+    // Sub-block j < 8 takes the low nibble of byte j and bits 2·(j/4) of byte 8 + j%4;
+    // sub-block j + 8 the high nibble of byte j and bits 2·(j/4 + 2) of the same byte.
+    let mut out = [0i8; 16];
+    for j in 0..8 {
+        let high = s[8 + j % 4];
+        let hi_lo = (high >> (2 * (j / 4))) & 3;
+        let hi_hi = (high >> (2 * (j / 4 + 2))) & 3;
+        out[j] = ((s[j] & 0x0F) | (hi_lo << 4)) as i8 - 32;
+        out[j + 8] = ((s[j] >> 4) | (hi_hi << 4)) as i8 - 32;
+    }
+    out
+}
+
+impl BlockQ2K {
+    /// The 4-bit scale and min of sub-block `j` (0..16).
+    #[inline(always)]
+    pub fn scale_min(&self, j: usize) -> (u8, u8) {
+        (self.scales[j] & 0x0F, self.scales[j] >> 4)
+    }
+
+    /// The 256 2-bit values (0..=3) in order.
+    #[inline(always)]
+    pub fn values(&self) -> [u8; QK_K] {
+        let mut v = [0u8; QK_K];
+        for h in 0..2 {
+            for s in 0..4 {
+                for l in 0..32 {
+                    v[128 * h + 32 * s + l] = (self.qs[32 * h + l] >> (2 * s)) & 3;
+                }
+            }
+        }
+        v
+    }
+}
+
+impl BlockQ3K {
+    /// The 16 signed sub-block scales (already minus 32).
+    #[inline(always)]
+    pub fn scales(&self) -> [i8; 16] {
+        q3_k_scales(&self.scales)
+    }
+
+    /// The 256 values (−4..=3) in order: the low 2 bits as in Q2_K, minus 4 where the
+    /// `hmask` bit is clear.
+    #[inline(always)]
+    pub fn values(&self) -> [i8; QK_K] {
+        let mut v = [0i8; QK_K];
+        for h in 0..2 {
+            for s in 0..4 {
+                for l in 0..32 {
+                    let low = ((self.qs[32 * h + l] >> (2 * s)) & 3) as i8;
+                    let high_clear = (self.hmask[l] >> (4 * h + s)) & 1 == 0;
+                    v[128 * h + 32 * s + l] = low - if high_clear { 4 } else { 0 };
+                }
+            }
+        }
+        v
+    }
+}
+
+impl BlockQ4K {
+    /// The 6-bit scale and min of sub-block `j` (0..8), see [`scale_min_k4`].
+    #[inline(always)]
+    pub fn scale_min(&self, j: usize) -> (u8, u8) {
+        scale_min_k4(j, &self.scales)
+    }
+
+    /// The 256 4-bit values (0..=15) in order.
+    #[inline(always)]
+    pub fn values(&self) -> [u8; QK_K] {
+        let mut v = [0u8; QK_K];
+        for c in 0..4 {
+            for l in 0..32 {
+                let b = self.qs[32 * c + l];
+                v[64 * c + l] = b & 0x0F;
+                v[64 * c + 32 + l] = b >> 4;
+            }
+        }
+        v
+    }
+}
+
+impl BlockQ5K {
+    /// The 6-bit scale and min of sub-block `j` (0..8), see [`scale_min_k4`].
+    #[inline(always)]
+    pub fn scale_min(&self, j: usize) -> (u8, u8) {
+        scale_min_k4(j, &self.scales)
+    }
+
+    /// The 256 5-bit values (0..=31) in order.
+    #[inline(always)]
+    pub fn values(&self) -> [u8; QK_K] {
+        let mut v = [0u8; QK_K];
+        for c in 0..4 {
+            for l in 0..32 {
+                let b = self.qs[32 * c + l];
+                let h = self.qh[l];
+                v[64 * c + l] = (b & 0x0F) | (((h >> (2 * c)) & 1) << 4);
+                v[64 * c + 32 + l] = (b >> 4) | (((h >> (2 * c + 1)) & 1) << 4);
+            }
+        }
+        v
+    }
+}
+
+/// A Q6_K sub-block scale from its stored byte: an i8 (the SIMD kernels read the 16 bytes of
+/// `BlockQ6K::scales` through this too).
+#[inline(always)]
+pub fn q6_k_scale(b: u8) -> i8 {
+    b as i8
+}
+
+impl BlockQ6K {
+    /// The signed scale of sub-block `j` (0..16).
+    #[inline(always)]
+    pub fn scale(&self, j: usize) -> i8 {
+        q6_k_scale(self.scales[j])
+    }
+
+    /// The 256 values (−32..=31, the stored 6 bits minus 32) in order.
+    #[inline(always)]
+    pub fn values(&self) -> [i8; QK_K] {
+        let mut v = [0i8; QK_K];
+        for h in 0..2 {
+            for l in 0..32 {
+                let (l0, l1) = (self.ql[64 * h + l], self.ql[64 * h + 32 + l]);
+                let hb = self.qh[32 * h + l];
+                let o = 128 * h + l;
+                v[o] = ((l0 & 0x0F) | ((hb & 3) << 4)) as i8 - 32;
+                v[o + 32] = ((l1 & 0x0F) | (((hb >> 2) & 3) << 4)) as i8 - 32;
+                v[o + 64] = ((l0 >> 4) | (((hb >> 4) & 3) << 4)) as i8 - 32;
+                v[o + 96] = ((l1 >> 4) | (((hb >> 6) & 3) << 4)) as i8 - 32;
+            }
+        }
+        v
     }
 }
 

@@ -14,35 +14,18 @@ use super::blocks::*;
 
 pub fn dequant_q2_k(b: &BlockQ2K, y: &mut [f32]) {
     let (d, dmin) = (f16_le(b.d), f16_le(b.dmin));
-    for (i, o) in y.iter_mut().enumerate() {
-        let (half, shift, l) = (i / 128, (i / 32) % 4, i % 32);
-        let q = (b.qs[32 * half + l] >> (2 * shift)) & 3;
-        let sc = b.scales[i / 16];
-        let dl = d * (sc & 0x0F) as f32;
-        let ml = dmin * (sc >> 4) as f32;
+    for (i, (o, &q)) in y.iter_mut().zip(&b.values()).enumerate() {
+        let (sc, m) = b.scale_min(i / 16);
+        let dl = d * sc as f32;
+        let ml = dmin * m as f32;
         *o = dl * q as f32 - ml;
     }
 }
 
-/// The 16 signed 6-bit sub-block scales of a Q3_K block.
-pub fn q3_k_scales(s: &[u8; 12]) -> [i8; 16] {
-    let mut out = [0i8; 16];
-    for (j, o) in out.iter_mut().enumerate() {
-        let low = if j < 8 { s[j] & 0x0F } else { s[j - 8] >> 4 };
-        let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
-        *o = (low | (high << 4)) as i8 - 32;
-    }
-    out
-}
-
 pub fn dequant_q3_k(b: &BlockQ3K, y: &mut [f32]) {
     let d = f16_le(b.d);
-    let scales = q3_k_scales(&b.scales);
-    for (i, o) in y.iter_mut().enumerate() {
-        let (half, shift, l) = (i / 128, (i / 32) % 4, i % 32);
-        let low = ((b.qs[32 * half + l] >> (2 * shift)) & 3) as i32;
-        let high_clear = ((b.hmask[l] >> (i / 32)) & 1) == 0;
-        let q = low - if high_clear { 4 } else { 0 };
+    let scales = b.scales();
+    for (i, (o, &q)) in y.iter_mut().zip(&b.values()).enumerate() {
         let dl = d * scales[i / 16] as f32;
         *o = dl * q as f32;
     }
@@ -50,58 +33,41 @@ pub fn dequant_q3_k(b: &BlockQ3K, y: &mut [f32]) {
 
 pub fn dequant_q4_k(b: &BlockQ4K, y: &mut [f32]) {
     let (d, dmin) = (f16_le(b.d), f16_le(b.dmin));
+    let q = b.values();
     for c in 0..4 {
-        let (sc1, m1) = scale_min_k4(2 * c, &b.scales);
-        let (sc2, m2) = scale_min_k4(2 * c + 1, &b.scales);
+        let (sc1, m1) = b.scale_min(2 * c);
+        let (sc2, m2) = b.scale_min(2 * c + 1);
         let (d1, min1) = (d * sc1 as f32, dmin * m1 as f32);
         let (d2, min2) = (d * sc2 as f32, dmin * m2 as f32);
-        let q = &b.qs[32 * c..32 * c + 32];
-        let out = &mut y[64 * c..64 * c + 64];
+        let (q, out) = (&q[64 * c..64 * c + 64], &mut y[64 * c..64 * c + 64]);
         for l in 0..32 {
-            out[l] = d1 * (q[l] & 0x0F) as f32 - min1;
-            out[l + 32] = d2 * (q[l] >> 4) as f32 - min2;
+            out[l] = d1 * q[l] as f32 - min1;
+            out[l + 32] = d2 * q[l + 32] as f32 - min2;
         }
     }
 }
 
 pub fn dequant_q5_k(b: &BlockQ5K, y: &mut [f32]) {
     let (d, dmin) = (f16_le(b.d), f16_le(b.dmin));
+    let q = b.values();
     for c in 0..4 {
-        let (sc1, m1) = scale_min_k4(2 * c, &b.scales);
-        let (sc2, m2) = scale_min_k4(2 * c + 1, &b.scales);
+        let (sc1, m1) = b.scale_min(2 * c);
+        let (sc2, m2) = b.scale_min(2 * c + 1);
         let (d1, min1) = (d * sc1 as f32, dmin * m1 as f32);
         let (d2, min2) = (d * sc2 as f32, dmin * m2 as f32);
-        let q = &b.qs[32 * c..32 * c + 32];
-        let out = &mut y[64 * c..64 * c + 64];
+        let (q, out) = (&q[64 * c..64 * c + 64], &mut y[64 * c..64 * c + 64]);
         for l in 0..32 {
-            let h1 = (b.qh[l] >> (2 * c)) & 1;
-            let h2 = (b.qh[l] >> (2 * c + 1)) & 1;
-            out[l] = d1 * ((q[l] & 0x0F) | (h1 << 4)) as f32 - min1;
-            out[l + 32] = d2 * ((q[l] >> 4) | (h2 << 4)) as f32 - min2;
+            out[l] = d1 * q[l] as f32 - min1;
+            out[l + 32] = d2 * q[l + 32] as f32 - min2;
         }
     }
 }
 
 pub fn dequant_q6_k(b: &BlockQ6K, y: &mut [f32]) {
     let d = f16_le(b.d);
-    for h in 0..2 {
-        let ql = &b.ql[64 * h..64 * h + 64];
-        let qh = &b.qh[32 * h..32 * h + 32];
-        let sc = &b.scales[8 * h..8 * h + 8];
-        let out = &mut y[128 * h..128 * h + 128];
-        for l in 0..32 {
-            let is = l / 16;
-            let q = [
-                (ql[l] & 0x0F) | ((qh[l] & 3) << 4),
-                (ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4),
-                (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4),
-                (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4),
-            ];
-            for (k, &qk) in q.iter().enumerate() {
-                let dl = d * (sc[is + 2 * k] as i8) as f32;
-                out[l + 32 * k] = dl * (qk as i32 - 32) as f32;
-            }
-        }
+    for (i, (o, &q)) in y.iter_mut().zip(&b.values()).enumerate() {
+        let dl = d * b.scale(i / 16) as f32;
+        *o = dl * q as f32;
     }
 }
 

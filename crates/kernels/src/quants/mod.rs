@@ -29,7 +29,7 @@ mod nonlinear;
 
 pub use blocks::*;
 pub use iq::KSIGNS;
-pub use kquants::{nearest_int, q3_k_scales};
+pub use kquants::nearest_int;
 pub use nonlinear::{KVALUES_IQ4NL, KVALUES_MXFP4};
 
 /// Whether [`dequantize_row`] (and so `matmul`) handles `ty`.
