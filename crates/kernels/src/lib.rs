@@ -44,6 +44,7 @@ pub mod act;
 pub mod attn;
 pub mod cpu;
 pub mod dot;
+mod error;
 pub mod invariant;
 pub mod matmul;
 mod pool;
@@ -51,6 +52,7 @@ pub mod quants;
 pub mod vec;
 
 pub use cpu::Level;
+pub use error::KernelError;
 pub use invariant::{batch_invariant, set_batch_invariant};
 pub use matmul::{matmul, matmul_at, matmul_multi, matmul_multi_at, matmul_reference, MAX_MULTI};
 pub use pool::{default_threads, num_threads, parallel_for, set_num_threads};
@@ -60,28 +62,6 @@ pub use vec::{
 };
 
 use gguf::GgmlType;
-
-/// Errors of this crate.
-#[derive(Debug, thiserror::Error)]
-pub enum KernelError {
-    #[error("tensor type {0} is not supported by lume's kernels")]
-    UnsupportedType(GgmlType),
-    #[error("{ty}: {n} values is not a whole number of {block}-value blocks")]
-    PartialBlock {
-        ty: GgmlType,
-        n: usize,
-        block: usize,
-    },
-    #[error("{ty}: {n} values need {need} bytes of blocks, the buffer has {got}")]
-    ShortBuffer {
-        ty: GgmlType,
-        n: usize,
-        need: usize,
-        got: usize,
-    },
-    #[error("lume has no quantizer for {0}")]
-    NoQuantizer(GgmlType),
-}
 
 /// A row-major weight matrix of `rows` rows of `cols` values, in its file type.
 #[derive(Clone, Copy, Debug)]
