@@ -130,13 +130,9 @@ pub fn cached_rows(
     gen: &[u32],
     steps: usize,
 ) -> Vec<f32> {
+    let batch = Batch::from_tokens(prompt, 0, slot, false);
     let mut logits = Vec::new();
-    m.forward(
-        &Batch::from_tokens(prompt, 0, slot, false),
-        cache,
-        &mut logits,
-    )
-    .unwrap();
+    m.forward(&batch, cache, &mut logits).unwrap();
     decode(m, cache, slot, prompt.len(), gen, steps, logits)
 }
 
