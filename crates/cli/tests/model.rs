@@ -1,5 +1,5 @@
 //! End-to-end tests of `lume` on models: tokenize, run (text and machine-readable), bench.
-//! Real models come from the cache via `hub::ensure` (pulled on first use).
+//! Real models come from the cache via `hub::require` (pulled on first use).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -18,12 +18,13 @@ fn fixture(rel: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(testdata(rel)).unwrap()).unwrap()
 }
 
+/// A catalogue model; one line naming it and `lume pull` when it is missing and cannot be pulled.
+fn real_model(name: &str) -> PathBuf {
+    hub::require(name).unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn smollm2() -> String {
-    hub::ensure("smollm2-135m")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string()
+    real_model("smollm2-135m").to_str().unwrap().to_string()
 }
 
 fn lume(args: &[&str]) -> Output {
@@ -305,7 +306,7 @@ fn bench_json_on_tiny_model() {
 
 #[test]
 fn chat_flag_on_a_model_without_template_is_a_clear_error() {
-    let gemma = hub::ensure("gemma3-270m").unwrap();
+    let gemma = real_model("gemma3-270m");
     let out = lume(&[
         "run",
         "-m",

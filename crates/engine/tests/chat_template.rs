@@ -1,10 +1,13 @@
 //! The real models' chat templates must render exactly the `prompt_text` of the chat cases in
 //! `testdata/greedy/*.json` (made by llama.cpp from the same templates).
 
+mod common;
+
+use common::model_file;
 use engine::{ChatMessage, ChatTemplate, EngineError};
 
 fn check(model: &str, fixture: &str) {
-    let path = hub::ensure(model).unwrap();
+    let path = model_file(model);
     let f = gguf::GgufFile::open(&path).unwrap();
     let tmpl = ChatTemplate::from_gguf(&f).unwrap();
     let text = std::fs::read_to_string(format!(
@@ -43,7 +46,7 @@ fn qwen2_template_matches_reference() {
 
 #[test]
 fn qwen2_template_multi_turn() {
-    let f = gguf::GgufFile::open(hub::ensure("qwen2.5-coder-0.5b").unwrap()).unwrap();
+    let f = gguf::GgufFile::open(model_file("qwen2.5-coder-0.5b")).unwrap();
     let tmpl = ChatTemplate::from_gguf(&f).unwrap();
     let msgs = [
         ChatMessage::new("user", "a"),
@@ -59,7 +62,7 @@ fn qwen2_template_multi_turn() {
 
 #[test]
 fn gemma3_has_no_template() {
-    let f = gguf::GgufFile::open(hub::ensure("gemma3-270m").unwrap()).unwrap();
+    let f = gguf::GgufFile::open(model_file("gemma3-270m")).unwrap();
     let err = ChatTemplate::from_gguf(&f).unwrap_err();
     assert!(matches!(err, EngineError::NoChatTemplate { .. }));
     assert!(err.to_string().contains("gemma-3-270m"), "{err}");

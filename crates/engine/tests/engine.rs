@@ -1,5 +1,7 @@
 //! The engine on real files: the tiny llama fixture (exact f32 references) and SmolLM2.
 
+mod common;
+
 use engine::{Engine, EngineOptions, GenerateParams, SamplerConfig, StopReason};
 use serde_json::Value;
 
@@ -174,7 +176,7 @@ fn bad_requests_are_errors() {
 
 #[test]
 fn smollm2_chat_case_teacher_forced() {
-    let path = hub::ensure("smollm2-135m").unwrap();
+    let path = common::model_file("smollm2-135m");
     let mut eng = Engine::load(&path, EngineOptions::default()).unwrap();
     let fx: Value =
         serde_json::from_str(&std::fs::read_to_string(testdata("greedy/smollm2.json")).unwrap())
@@ -236,7 +238,7 @@ fn chat_prompts_tokenize_like_the_reference() {
         ("smollm2-135m", "greedy/smollm2.json"),
         ("qwen2.5-coder-0.5b", "greedy/qwen2.json"),
     ] {
-        let eng = Engine::load(hub::ensure(model).unwrap(), EngineOptions::default()).unwrap();
+        let eng = Engine::load(common::model_file(model), EngineOptions::default()).unwrap();
         let fx: Value =
             serde_json::from_str(&std::fs::read_to_string(testdata(fixture)).unwrap()).unwrap();
         let mut n = 0;
@@ -267,7 +269,7 @@ fn text_prompts_tokenize_like_the_reference() {
         ("gemma3-270m", "greedy/gemma3.json"),
         ("qwen2.5-coder-0.5b", "greedy/qwen2.json"),
     ] {
-        let eng = Engine::load(hub::ensure(model).unwrap(), EngineOptions::default()).unwrap();
+        let eng = Engine::load(common::model_file(model), EngineOptions::default()).unwrap();
         let fx: Value =
             serde_json::from_str(&std::fs::read_to_string(testdata(fixture)).unwrap()).unwrap();
         for case in fx["cases"].as_array().unwrap() {
@@ -290,7 +292,7 @@ fn raw_cases_teacher_forced_on_all_real_models() {
         ("gemma3-270m", "greedy/gemma3.json"),
         ("qwen2.5-coder-0.5b", "greedy/qwen2.json"),
     ] {
-        let mut eng = Engine::load(hub::ensure(model).unwrap(), EngineOptions::default()).unwrap();
+        let mut eng = Engine::load(common::model_file(model), EngineOptions::default()).unwrap();
         let fx: Value =
             serde_json::from_str(&std::fs::read_to_string(testdata(fixture)).unwrap()).unwrap();
         let case = &fx["cases"][0];

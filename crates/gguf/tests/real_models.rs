@@ -1,11 +1,11 @@
-//! Opens the three real models of the catalogue (from the local cache, via `hub::ensure`) and
+//! Opens the three real models of the catalogue (from the local cache, via `hub::require`) and
 //! checks their structure: architecture, tensors, and that each tensor's bytes are exactly
 //! what its type and shape need, inside the file, aligned, and not overlapping.
 
 use gguf::GgufFile;
 
 fn check(model: &str, arch: &str, some_tensor: &str) {
-    let path = hub::ensure(model).unwrap_or_else(|e| panic!("{model}: {e}"));
+    let path = hub::require(model).unwrap_or_else(|e| panic!("{e}"));
     let t0 = std::time::Instant::now();
     let f = GgufFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("{model}: parsed in {:?}", t0.elapsed());

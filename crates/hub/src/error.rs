@@ -10,6 +10,16 @@ pub enum HubError {
     NoSuchFile { path: PathBuf },
     #[error("model '{name}' is not in the cache ({path}); run `lume pull {name}`")]
     NotPulled { name: String, path: PathBuf },
+    /// [`crate::require`]: a model a test cannot run without, in one line.
+    #[error(
+        "model '{model}' is not in the cache ({dir}) and could not be fetched: {cause}; \
+         run: lume pull {model}"
+    )]
+    Unavailable {
+        model: String,
+        dir: PathBuf,
+        cause: String,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

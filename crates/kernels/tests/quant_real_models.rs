@@ -4,7 +4,7 @@
 use gguf::{GgmlType, GgufFile};
 
 fn check_model(name: &str) {
-    let path = hub::ensure(name).unwrap_or_else(|e| panic!("model {name}: {e}"));
+    let path = hub::require(name).unwrap_or_else(|e| panic!("{e}"));
     let file = GgufFile::open(&path).unwrap();
     let mut types = std::collections::BTreeSet::new();
     let mut requantized = 0;

@@ -9,7 +9,7 @@ use kernels::{matmul_at, matmul_reference, Level, QMatrix};
 const REAL_TOL: f32 = 5e-3;
 
 fn check_model(name: &str) {
-    let path = hub::ensure(name).unwrap_or_else(|e| panic!("model {name}: {e}"));
+    let path = hub::require(name).unwrap_or_else(|e| panic!("{e}"));
     let file = GgufFile::open(&path).unwrap();
     let mut seen = std::collections::BTreeSet::new();
     for t in &file.tensors {

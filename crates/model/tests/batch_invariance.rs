@@ -220,7 +220,7 @@ fn cache_kinds(m: &Model) -> Vec<CacheKind> {
 #[test]
 fn smollm2_logits_do_not_depend_on_batching() {
     invariant_on();
-    let m = Model::load(hub::ensure("smollm2-135m").unwrap()).unwrap();
+    let m = common::real_model("smollm2-135m");
     // 70 tokens: tiles of several sizes in the prompt kernels, two key blocks of 64 (40 with
     // the slow scalar kernels; the tiny models cover several key blocks there).
     // An unoptimised build is ~50x slower: there 34 tokens (chunks of 33 still split it).

@@ -120,7 +120,7 @@ fn tiny_models_mixed_batch_runs_take_tiles() {
 
 #[test]
 fn smollm2_mixed_batch_runs_take_tiles() {
-    let m = Model::load(hub::ensure("smollm2-135m").unwrap()).unwrap();
+    let m = common::real_model("smollm2-135m");
     let vocab = m.info().vocab;
     let a = tokens(60, vocab, 1);
     let [alone, mixed, by_token] = three_ways(&m, KvType::F16, &a, 20);

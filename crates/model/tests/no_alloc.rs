@@ -81,7 +81,7 @@ fn decode_loop_does_not_allocate() {
             "{arch}: the decode loop allocated {n} times in 16 steps"
         );
     }
-    let path = hub::ensure("smollm2-135m").expect("default model (lume pull smollm2-135m)");
+    let path = common::model_file("smollm2-135m");
     let m = Model::load(path).unwrap();
     let n = decode_allocations(&m);
     println!("smollm2-135m: {n} allocations in 16 decode steps");

@@ -1,4 +1,4 @@
-//! The real Gemma 3 270M (`hub::ensure("gemma3-270m")`: F32, Q5_0, Q4_K, Q8_0, Q6_K tensors,
+//! The real Gemma 3 270M (`common::real_model("gemma3-270m")`: F32, Q5_0, Q4_K, Q8_0, Q6_K tensors,
 //! head size 256, 4 heads / 1 KV head, vocabulary 262144), teacher-forced against llama.cpp's
 //! greedy references (`testdata/greedy/gemma3.json`), and its cached decode against one pass.
 //! Run in release: `cargo test -p model --release --test real_gemma3`.
@@ -27,7 +27,8 @@ mod common;
 
 use std::sync::Mutex;
 
-use common::{argmax, max_abs_diff};
+use common::teacher::{self, cases, Feed, Run, FLIP_MARGIN};
+use common::{argmax, max_abs_diff, prompt_logits};
 use model::layers::ffn::{set_gelu_mode, GeluMode};
 use model::{Batch, KvType, Model};
 
@@ -36,42 +37,53 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 const MEAN_DP: f64 = 0.01;
 const WORST_DP: f64 = 0.21;
-const FLIP_MARGIN: f64 = 0.5;
 const HARD_FLIP_MARGIN: f64 = 0.6;
 const ALLOWED_FLIPS: usize = 1;
 
-fn log_softmax(row: &[f32]) -> Vec<f64> {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let z: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
-    let lz = z.ln() + max;
-    row.iter().map(|&v| v as f64 - lz).collect()
-}
-
-fn references() -> serde_json::Value {
-    let p = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../testdata/greedy/gemma3.json"
-    );
-    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-}
-
-fn ids(case: &serde_json::Value, key: &str) -> Vec<u32> {
-    case[key]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
-}
-
 fn load() -> Model {
-    let m = Model::load(hub::ensure("gemma3-270m").expect("gemma3-270m in the cache")).unwrap();
+    let m = common::real_model("gemma3-270m");
     let i = m.info();
     assert_eq!(
         (i.arch.as_str(), i.vocab, i.n_head, i.n_head_kv, i.head_dim),
         ("gemma3", 262144, 4, 1, 256)
     );
     m
+}
+
+/// Every case of `gemma3.json` in one pass (the whole sequence as one batch).
+fn teacher_forced(m: &Model, mode: &str, kv: KvType) -> teacher::Outcome {
+    let label = format!("gemma3 [{mode}]");
+    let run = Run {
+        label: &label,
+        feed: Feed::OnePass,
+        kv,
+        cases: usize::MAX,
+        steps: usize::MAX,
+    };
+    teacher::teacher_forced(m, &cases("gemma3.json"), &run)
+}
+
+/// Violations of this file's bounds (see the file docs).
+fn bound_failures(out: &teacher::Outcome) -> Vec<String> {
+    let mut failures: Vec<String> = out
+        .flips
+        .iter()
+        .filter(|f| f.margin > HARD_FLIP_MARGIN)
+        .map(|f| f.to_string())
+        .collect();
+    if out.flips.len() > ALLOWED_FLIPS {
+        failures.push(format!(
+            "{} argmax flips at margins > {FLIP_MARGIN} (at most {ALLOWED_FLIPS} allowed)",
+            out.flips.len()
+        ));
+    }
+    if out.worst > WORST_DP {
+        failures.push(format!("worst |dp| {:.4} > {WORST_DP}", out.worst));
+    }
+    if out.mean > MEAN_DP {
+        failures.push(format!("overall mean |dp| {:.4} > {MEAN_DP}", out.mean));
+    }
+    failures
 }
 
 #[test]
@@ -83,12 +95,13 @@ fn gemma3_teacher_forced() {
     let compat16 = teacher_forced(&m, "f16 GELU, f16 KV", KvType::F16);
     set_gelu_mode(GeluMode::Exact);
     let exact = teacher_forced(&m, "exact GELU", KvType::F32);
-    let mut failures = compat.failures;
+    let mut failures = bound_failures(&compat);
     // The engine's default f16 cache: the same systematic checks as the exact GELU below.
-    if compat16.mean > MEAN_DP || compat16.flips > ALLOWED_FLIPS {
+    if compat16.mean > MEAN_DP || compat16.flips.len() > ALLOWED_FLIPS {
         failures.push(format!(
             "f16 KV: overall mean |dp| {:.4} (max {MEAN_DP}), {} flips at margin > {FLIP_MARGIN}",
-            compat16.mean, compat16.flips
+            compat16.mean,
+            compat16.flips.len()
         ));
     }
     if exact.mean > MEAN_DP {
@@ -97,111 +110,13 @@ fn gemma3_teacher_forced() {
             exact.mean
         ));
     }
-    if exact.flips > ALLOWED_FLIPS {
+    if exact.flips.len() > ALLOWED_FLIPS {
         failures.push(format!(
             "exact GELU: {} argmax flips at margins > {FLIP_MARGIN}",
-            exact.flips
+            exact.flips.len()
         ));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-/// What one teacher-forced run over every case measured.
-struct Outcome {
-    mean: f64,
-    flips: usize,
-    /// Violations of this file's bounds.
-    failures: Vec<String>,
-}
-
-fn teacher_forced(m: &Model, mode: &str, kv: KvType) -> Outcome {
-    let vocab = m.info().vocab;
-    let data = references();
-    let mut cache = m.new_cache_typed(1, 512, kv).unwrap();
-    let mut logits = Vec::new();
-    let (mut total_dp, mut n_dp, mut worst_all) = (0f64, 0usize, 0f64);
-    let mut flips = Vec::new();
-    let mut failures = Vec::new();
-    for case in data["cases"].as_array().unwrap() {
-        let name = case["name"].as_str().unwrap();
-        let (prompt, gen) = (ids(case, "prompt_ids"), ids(case, "generated_ids"));
-        let tokens: Vec<u32> = prompt.iter().chain(&gen).copied().collect();
-        cache.clear();
-        // One pass; only rows len(prompt)-1 .. are needed.
-        let mut batch = Batch::new();
-        for (i, &t) in tokens.iter().enumerate() {
-            batch.push(t, i as u32, 0, i + 1 >= prompt.len());
-        }
-        let t0 = std::time::Instant::now();
-        m.forward(&batch, &mut cache, &mut logits).unwrap();
-        let secs = t0.elapsed().as_secs_f64();
-        let steps = case["steps"].as_array().unwrap();
-        let margins = case["margins"].as_array().unwrap();
-        let (mut sum, mut cnt, mut worst, mut small_flips) = (0f64, 0usize, 0f64, 0);
-        for (k, step) in steps.iter().enumerate() {
-            let row = &logits[k * vocab..(k + 1) * vocab];
-            let lp = log_softmax(row);
-            let margin = margins[k].as_f64().unwrap();
-            let got = argmax(row) as u32;
-            if got != gen[k] {
-                if margin > FLIP_MARGIN {
-                    let ours = lp[got as usize] - lp[gen[k] as usize];
-                    flips.push(format!(
-                        "{name} step {k}: argmax {got} != reference {} (reference margin \
-                         {margin:.3}, ours {ours:.3} the other way)",
-                        gen[k]
-                    ));
-                    if margin > HARD_FLIP_MARGIN {
-                        failures.push(flips.last().unwrap().clone());
-                    }
-                } else {
-                    small_flips += 1;
-                }
-            }
-            for pair in step["top"].as_array().unwrap() {
-                let id = pair[0].as_u64().unwrap() as usize;
-                let p_ref = pair[1].as_f64().unwrap().exp();
-                if p_ref > 0.01 {
-                    let dp = (lp[id].exp() - p_ref).abs();
-                    sum += dp;
-                    cnt += 1;
-                    worst = worst.max(dp);
-                }
-            }
-        }
-        println!(
-            "gemma3 [{mode}] {name:>16}: {} tokens in {secs:.2}s, {} steps, small-margin flips {small_flips}, \
-             mean |dp| {:.4}, worst {worst:.4}",
-            tokens.len(),
-            steps.len(),
-            sum / cnt.max(1) as f64
-        );
-        total_dp += sum;
-        n_dp += cnt;
-        worst_all = worst_all.max(worst);
-    }
-    let mean_all = total_dp / n_dp.max(1) as f64;
-    println!("gemma3 [{mode}]: overall mean |dp| {mean_all:.4}, worst {worst_all:.4}");
-    for f in &flips {
-        println!("gemma3 [{mode}]: flip {f}");
-    }
-    if flips.len() > ALLOWED_FLIPS {
-        failures.push(format!(
-            "{} argmax flips at margins > {FLIP_MARGIN} (at most {ALLOWED_FLIPS} allowed)",
-            flips.len()
-        ));
-    }
-    if worst_all > WORST_DP {
-        failures.push(format!("worst |dp| {worst_all:.4} > {WORST_DP}"));
-    }
-    if mean_all > MEAN_DP {
-        failures.push(format!("overall mean |dp| {mean_all:.4} > {MEAN_DP}"));
-    }
-    Outcome {
-        mean: mean_all,
-        flips: flips.len(),
-        failures,
-    }
 }
 
 /// Prompt in one batch, then one token per step through the KV cache, against one pass over
@@ -216,48 +131,26 @@ fn gemma3_cached_decode_matches_one_pass() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let m = load();
     let vocab = m.info().vocab;
-    let data = references();
-    let case = &data["cases"][0];
-    let (prompt, gen) = (ids(case, "prompt_ids"), ids(case, "generated_ids"));
+    let case = &cases("gemma3.json")[0];
+    let (prompt, gen) = (&case.prompt, &case.gen);
     let steps = gen.len().min(16);
     let tokens: Vec<u32> = prompt.iter().chain(&gen[..steps]).copied().collect();
-
+    // Every position of the sequence, and the cached decode beside it in slot 1.
     let mut cache = m.new_cache(2, 128).unwrap();
-    let mut one_pass = Vec::new();
-    m.forward(
-        &Batch::from_tokens(&tokens, 0, 0, true),
-        &mut cache,
-        &mut one_pass,
-    )
-    .unwrap();
-
-    let mut logits = Vec::new();
-    m.forward(
-        &Batch::from_tokens(&prompt, 0, 1, false),
-        &mut cache,
-        &mut logits,
-    )
-    .unwrap();
+    let one_pass = prompt_logits(&m, &tokens);
+    let cached = teacher::cached_rows(&m, &mut cache, 1, prompt, gen, steps);
     let (mut worst_logit, mut worst_dp) = (0f32, 0f64);
-    for (k, &tok) in gen.iter().enumerate().take(steps) {
+    for k in 0..steps {
         let row = prompt.len() - 1 + k;
         let want = &one_pass[row * vocab..(row + 1) * vocab];
-        worst_logit = worst_logit.max(max_abs_diff(&logits, want));
-        let (p, q) = (log_softmax(&logits), log_softmax(want));
-        let dp = p
-            .iter()
-            .zip(&q)
-            .map(|(a, b)| (a.exp() - b.exp()).abs())
-            .fold(0f64, f64::max);
-        worst_dp = worst_dp.max(dp);
-        let mut sorted = q.clone();
+        let got = &cached[k * vocab..(k + 1) * vocab];
+        worst_logit = worst_logit.max(max_abs_diff(got, want));
+        worst_dp = worst_dp.max(teacher::max_dp(got, want, vocab));
+        let mut sorted = teacher::log_softmax(want);
         sorted.sort_by(|a, b| b.total_cmp(a));
         if sorted[0] - sorted[1] > 0.5 {
-            assert_eq!(argmax(&logits), argmax(want), "step {k}");
+            assert_eq!(argmax(got), argmax(want), "step {k}");
         }
-        let mut b = Batch::new();
-        b.push(tok, (prompt.len() + k) as u32, 1, true);
-        m.forward(&b, &mut cache, &mut logits).unwrap();
     }
     println!(
         "gemma3 cached decode vs one pass over {steps} steps: max abs logit diff \

@@ -5,13 +5,13 @@
 
 mod common;
 
-use model::{Batch, Model};
+use model::Batch;
 
 #[test]
 fn smollm2_batching_is_exact_with_scalar_kernels() {
     std::env::set_var("LUME_CPU", "scalar");
     assert_eq!(kernels::cpu::level(), kernels::Level::Scalar);
-    let m = Model::load(hub::ensure("smollm2-135m").unwrap()).unwrap();
+    let m = common::real_model("smollm2-135m");
     let vocab = m.info().vocab;
     let a: Vec<u32> = vec![1, 9690, 314, 260, 1345, 282, 4649, 314];
     let b: Vec<u32> = vec![1, 2683, 2056, 253, 655, 30, 339, 1848, 281, 1341, 4025];

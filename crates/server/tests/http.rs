@@ -50,8 +50,9 @@ impl Handle {
     }
 }
 
+/// A catalogue model; one line naming it and `lume pull` when it is missing and cannot be pulled.
 fn model_path(name: &str) -> PathBuf {
-    hub::ensure(name).unwrap_or_else(|e| panic!("model {name}: {e}"))
+    hub::require(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn config(model: &str, n_slots: usize, n_ctx: usize) -> ServerConfig {

@@ -10,7 +10,7 @@ use tokenizer::Tokenizer;
 const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata");
 
 fn load(model: &str) -> Tokenizer {
-    let path = hub::ensure(model).unwrap_or_else(|e| panic!("model {model} not available: {e}"));
+    let path = hub::require(model).unwrap_or_else(|e| panic!("{e}"));
     let file = gguf::GgufFile::open(&path).unwrap();
     let t0 = Instant::now();
     let tok = Tokenizer::from_gguf(&file).unwrap();

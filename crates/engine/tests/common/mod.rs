@@ -22,8 +22,14 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
+/// Catalogue model `name`; one line naming it and `lume pull` when it is missing and cannot
+/// be pulled.
+pub fn model_file(name: &str) -> std::path::PathBuf {
+    hub::require(name).unwrap_or_else(|e| panic!("{e}"))
+}
+
 pub fn default_model() -> std::path::PathBuf {
-    hub::ensure("smollm2-135m").expect("smollm2-135m (`lume pull smollm2-135m` fetches it)")
+    model_file("smollm2-135m")
 }
 
 pub fn sched(opts: SchedulerOptions) -> Scheduler {

@@ -1,9 +1,28 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod teacher;
+
 use std::path::PathBuf;
 
 use model::{Batch, KvCache, Model};
+
+/// The file of catalogue model `name`, pulled into the cache when missing. A model that is
+/// not cached and cannot be pulled fails the test with one line (`hub::HubError::Unavailable`)
+/// naming the model and the `lume pull` command that fetches it.
+pub fn model_file(name: &str) -> PathBuf {
+    model_file_from(&hub::Puller::from_env(), name)
+}
+
+/// [`model_file`] with the given puller (the offline test points it at an empty cache).
+pub fn model_file_from(puller: &hub::Puller, name: &str) -> PathBuf {
+    puller.require(name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Catalogue model `name` loaded (see [`model_file`]).
+pub fn real_model(name: &str) -> Model {
+    Model::load(model_file(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
 
 pub fn tiny_dir(arch: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/tiny")).join(arch)
