@@ -38,8 +38,10 @@ pub const CHATML: &str =
 message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ \
 '<|im_start|>assistant\n' }}{% endif %}";
 
-/// The variables a template always gets; extra keyword arguments may not replace them.
-const RESERVED: [&str; 4] = ["messages", "tools", "documents", "add_generation_prompt"];
+/// The variables a template always gets from the request; extra keyword arguments may not
+/// replace them.
+pub const RESERVED_VARIABLES: [&str; 4] =
+    ["messages", "tools", "documents", "add_generation_prompt"];
 
 /// Names a message's reasoning is passed under (transformers copies the first one present to
 /// `thinking` and `reasoning_content`, the names templates read).
@@ -198,7 +200,7 @@ impl ChatTemplate {
         vars.insert("bos_token".into(), Value::from(self.bos_token.as_str()));
         vars.insert("eos_token".into(), Value::from(self.eos_token.as_str()));
         for (k, v) in self.kwargs.iter().chain(input.kwargs.iter()) {
-            if RESERVED.contains(&k.as_str()) {
+            if RESERVED_VARIABLES.contains(&k.as_str()) {
                 return Err(EngineError::Template {
                     msg: format!(
                         "chat template kwargs may not set '{k}' (it is given by the request)"
@@ -219,26 +221,7 @@ impl ChatTemplate {
         );
 
         let raised: Arc<Mutex<Option<String>>> = Arc::default();
-        let mut env = Environment::new();
-        // jinja2 settings used by transformers (keep_trailing_newline stays false, as there).
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        pyjinja::install(&mut env);
-        let cell = raised.clone();
-        env.add_function(
-            "raise_exception",
-            move |msg: String| -> Result<String, minijinja::Error> {
-                *cell.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg.clone());
-                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-            },
-        );
-        let now = self.now;
-        env.add_function("strftime_now", move |format: String| -> String {
-            strftime::strftime(now.unwrap_or_else(SystemTime::now), &format)
-        });
-        env.add_template_owned("chat", pyjinja::rewrite_source(&self.source))
-            .map_err(err)?;
+        let env = self.environment(raised.clone()).map_err(err)?;
         let tmpl = env.get_template("chat").map_err(err)?;
         let ctx = minijinja::Value::from_serialize(&vars);
         tmpl.render(ctx).map_err(|e| {
@@ -247,6 +230,42 @@ impl ChatTemplate {
                 None => err(e),
             }
         })
+    }
+}
+
+impl ChatTemplate {
+    /// Compiles the template without rendering it (a syntax error is reported here).
+    pub fn check(&self) -> Result<(), EngineError> {
+        self.environment(Arc::default())
+            .map(|_| ())
+            .map_err(|e| EngineError::Template { msg: one_line(&e) })
+    }
+
+    /// The jinja2-like environment with the template compiled as `chat`; `raised` receives the
+    /// message of `raise_exception`.
+    fn environment(
+        &self,
+        raised: Arc<Mutex<Option<String>>>,
+    ) -> Result<Environment<'static>, minijinja::Error> {
+        let mut env = Environment::new();
+        // jinja2 settings used by transformers (keep_trailing_newline stays false, as there).
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        pyjinja::install(&mut env);
+        env.add_function(
+            "raise_exception",
+            move |msg: String| -> Result<String, minijinja::Error> {
+                *raised.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg.clone());
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
+        let now = self.now;
+        env.add_function("strftime_now", move |format: String| -> String {
+            strftime::strftime(now.unwrap_or_else(SystemTime::now), &format)
+        });
+        env.add_template_owned("chat", pyjinja::rewrite_source(&self.source))?;
+        Ok(env)
     }
 }
 
