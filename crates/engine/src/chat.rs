@@ -463,4 +463,45 @@ mod tests {
             assert!(err.to_string().contains(why), "{src}: {err}");
         }
     }
+
+    /// Python's `+` (markupsafe's `Markup` escapes what is added to it) and its precedence,
+    /// with what jinja2 renders (messages system "S<" / user U / assistant A).
+    #[test]
+    fn plus_is_pythons() {
+        let msgs = [
+            ChatMessage::new("system", "S<"),
+            ChatMessage::new("user", "U"),
+            ChatMessage::new("assistant", "A"),
+        ];
+        for (src, want) in [
+            ("{{ '<b>'|safe + messages[0].content + '&' }}|{{ 'x<' + '<i>'|safe }}|{{ ('<'|safe + '>') ~ '<' }}", "<b>S&lt;&amp;|x&lt;<i>|<&gt;<"),
+            ("{{ ([1] + [2, 3])|tojson }} {{ 1 + true }} {{ 1.5 + 1 }} {{ (1 + 2) * 3 }} {{ 10 - 2 + 1 }} {{ -1 + 2 }}", "[1, 2, 3] 2 2.5 9 9 1"),
+            ("{% set x = messages[0].content + '!' if messages else 'none' %}{{ x }}|{% if x + '?' == 'S!?' %}yes{% endif %}", "S<!|"),
+            ("{{ messages|map(attribute='content')|join('') + 'Z' }} {{ 'a' ~ (1 + 2) }} {{ messages[0]['content'] + messages[1].content|lower }}", "S<UAZ a3 S<u"),
+            ("{% for i in range(1 + 1) if i + 1 > 1 %}{{ i + 10 }}{% endfor %} {{ {'k': 'a' + 'b'}['k'] }} {{ 'q' if 1 + 1 == 2 else 'r' }}", "11 ab q"),
+        ] {
+            let got = ChatTemplate::new(src, "", "").render(&msgs, false);
+            assert_eq!(got.unwrap_or_else(|e| panic!("{src}: {e}")), want, "{src}");
+        }
+        for (src, why) in [
+            (
+                "{{ 'a' + 1 }}",
+                "can only concatenate str (not \"int\") to str",
+            ),
+            (
+                "{{ 1 + 'a' }}",
+                "unsupported operand type(s) for +: 'int' and 'str'",
+            ),
+            (
+                "{{ [1] + 'a' }}",
+                "can only concatenate list (not \"str\") to list",
+            ),
+            ("{{ nope + 'a' }}", "undefined"),
+        ] {
+            let err = ChatTemplate::new(src, "", "")
+                .render(&msgs, false)
+                .unwrap_err();
+            assert!(err.to_string().contains(why), "{src}: {err}");
+        }
+    }
 }

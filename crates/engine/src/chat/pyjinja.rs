@@ -15,6 +15,8 @@ use minijinja::{Environment, Error, ErrorKind, State, Value};
 
 /// The filter the rewritten `for` loops pass their iterable through.
 const ITER_FILTER: &str = "__lume_pyiter";
+/// The function rewritten `a + b` calls (Python's `+`, with markupsafe's `Markup`).
+const ADD_FUNCTION: &str = "__lume_add";
 
 /// Installs the formatter, filters and tests on `env`.
 pub fn install(env: &mut Environment<'_>) {
@@ -30,6 +32,7 @@ pub fn install(env: &mut Environment<'_>) {
     env.add_filter("string", |v: Value| py_str(&v));
     env.add_filter("join", join);
     env.add_filter(ITER_FILTER, py_iter);
+    env.add_function(ADD_FUNCTION, py_add);
     use minijinja::filters as f;
     let gen = |v: Vec<Value>| Value::from_object(Generator(v));
     env.add_filter("map", move |st: &State, v: Value, a: Rest<Value>| {
@@ -162,6 +165,90 @@ fn py_iter(v: Value) -> Result<Value, Error> {
             type_error(format!("'{}' object is not iterable", py_type(&v))),
         ),
         _ => Ok(v),
+    }
+}
+
+/// markupsafe's `escape` (what `Markup + str` applies to the str).
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&#34;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn is_list(v: &Value) -> bool {
+    v.kind() == ValueKind::Seq || (v.kind() == ValueKind::Iterable && !is_generator(v))
+}
+
+/// Python's `a + b` on template values: numbers add (bools count as ints), lists and strings
+/// concatenate, and a `Markup` string (`|safe`) escapes the plain string it is added to, as
+/// markupsafe does; anything else is a TypeError.
+fn py_add(a: Value, b: Value) -> Result<Value, Error> {
+    use ValueKind::{Bool, Number, String as Str};
+    if a.is_undefined() || b.is_undefined() {
+        return Err(Error::new(
+            ErrorKind::UndefinedError,
+            "an undefined value in '+'",
+        ));
+    }
+    match (a.kind(), b.kind()) {
+        (Str, Str) => {
+            let (x, y) = (a.as_str().unwrap_or(""), b.as_str().unwrap_or(""));
+            Ok(match (a.is_safe(), b.is_safe()) {
+                (false, false) => Value::from([x, y].concat()),
+                (true, true) => Value::from_safe_string([x, y].concat()),
+                (true, false) => Value::from_safe_string([x, &html_escape(y)].concat()),
+                (false, true) => Value::from_safe_string([&html_escape(x), y].concat()),
+            })
+        }
+        (Number | Bool, Number | Bool) => {
+            let int = |v: &Value| -> Option<i128> {
+                if v.kind() == Bool {
+                    Some(i128::from(v.is_true()))
+                } else if v.is_integer() {
+                    i128::try_from(v.clone()).ok()
+                } else {
+                    None
+                }
+            };
+            match (int(&a), int(&b)) {
+                (Some(x), Some(y)) => match x.checked_add(y) {
+                    Some(z) => Ok(i64::try_from(z).map_or(Value::from(z), Value::from)),
+                    None => Err(type_error("integer overflow in '+'")),
+                },
+                _ => {
+                    let f = |v: &Value| match int(v) {
+                        Some(i) => Ok(i as f64),
+                        None => f64::try_from(v.clone()),
+                    };
+                    Ok(Value::from(f(&a)? + f(&b)?))
+                }
+            }
+        }
+        _ if is_list(&a) && is_list(&b) => Ok(Value::from(
+            a.try_iter()?.chain(b.try_iter()?).collect::<Vec<Value>>(),
+        )),
+        (Str, _) => Err(type_error(format!(
+            "can only concatenate str (not \"{}\") to str",
+            py_type(&b)
+        ))),
+        _ if is_list(&a) => Err(type_error(format!(
+            "can only concatenate list (not \"{}\") to list",
+            py_type(&b)
+        ))),
+        _ => Err(type_error(format!(
+            "unsupported operand type(s) for +: '{}' and '{}'",
+            py_type(&a),
+            py_type(&b)
+        ))),
     }
 }
 
@@ -557,19 +644,19 @@ pub fn rewrite_source(src: &str) -> String {
         let body = &rest[body_start..body_start + len];
         let whole = &rest[start..body_start + len + close.len()];
         rest = &rest[body_start + len + close.len()..];
-        if open != "{%" {
-            out.push_str(whole);
-            continue;
-        }
-        let (lead, inner, trail) = split_ws_control(body);
-        let words: Vec<&str> = inner.split_whitespace().collect();
-        if raw {
-            if words == ["endraw"] {
+        if open == "{#" || raw {
+            if open == "{%" && split_ws_control(body).1.split_whitespace().eq(["endraw"]) {
                 raw = false;
             }
             out.push_str(whole);
             continue;
         }
+        let (lead, inner, trail) = split_ws_control(body);
+        if open == "{{" {
+            let _ = write!(out, "{{{{{lead}{}{trail}}}}}", rewrite_expr(inner));
+            continue;
+        }
+        let words: Vec<&str> = inner.split_whitespace().collect();
         match words.first().copied() {
             Some("raw") if words.len() == 1 => {
                 raw = true;
@@ -582,11 +669,304 @@ pub fn rewrite_source(src: &str) -> String {
                 let _ = write!(out, "{{%{lead} endwith {trail}%}}");
             }
             Some("for") => out.push_str(&rewrite_for(whole, lead, inner, trail)),
+            Some(kw @ ("if" | "elif")) => {
+                let expr = &inner[inner.find(kw).unwrap_or(0) + kw.len()..];
+                let _ = write!(
+                    out,
+                    "{{%{lead}{}{kw}{}{trail}%}}",
+                    &inner[..inner.find(kw).unwrap_or(0)],
+                    rewrite_expr(expr)
+                );
+            }
+            Some("set") => match top_level_assign(inner) {
+                Some(eq) => {
+                    let _ = write!(
+                        out,
+                        "{{%{lead}{}={}{trail}%}}",
+                        &inner[..eq],
+                        rewrite_expr(&inner[eq + 1..])
+                    );
+                }
+                None => out.push_str(whole),
+            },
             _ => out.push_str(whole),
         }
     }
     out.push_str(rest);
     out
+}
+
+/// A token of a Jinja expression, with the whitespace before it.
+#[derive(Clone, Copy, Debug)]
+struct Tok<'a> {
+    ws: &'a str,
+    text: &'a str,
+}
+
+impl Tok<'_> {
+    fn is(&self, t: &str) -> bool {
+        self.text == t
+    }
+
+    fn is_name(&self) -> bool {
+        self.text
+            .bytes()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+    }
+
+    /// Ends an operand (so that a `+` or `-` after it is binary).
+    fn ends_operand(&self) -> bool {
+        let c = self.text.as_bytes()[0];
+        (self.is_name() && !matches!(self.text, "is" | "not"))
+            || c.is_ascii_digit()
+            || c == b'\''
+            || c == b'"'
+    }
+}
+
+/// The tokens of `s`, or `None` when it does not lex (left alone then).
+fn tokenize(s: &str) -> Option<Vec<Tok<'_>>> {
+    let b = s.as_bytes();
+    let mut toks = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let ws_start = i;
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == b.len() {
+            break;
+        }
+        let start = i;
+        let c = b[i];
+        if c == b'\'' || c == b'"' {
+            i += 1;
+            loop {
+                match b.get(i) {
+                    None => return None,
+                    Some(b'\\') => i += 2,
+                    Some(&q) if q == c => {
+                        i += 1;
+                        break;
+                    }
+                    Some(_) => i += 1,
+                }
+            }
+        } else if c.is_ascii_alphanumeric() || c == b'_' {
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                i += 1;
+            }
+        } else if c >= 0x80 {
+            return None;
+        } else {
+            let two = s.get(i..i + 2).unwrap_or("");
+            i += if ["==", "!=", "<=", ">=", "//", "**"].contains(&two) {
+                2
+            } else {
+                1
+            };
+        }
+        toks.push(Tok {
+            ws: &s[ws_start..start],
+            text: s.get(start..i)?,
+        });
+    }
+    Some(toks)
+}
+
+/// A token or a bracketed group of items.
+#[derive(Debug)]
+enum Item<'a> {
+    Tok(Tok<'a>),
+    Group(Tok<'a>, Vec<Item<'a>>, Tok<'a>),
+}
+
+impl Item<'_> {
+    fn ends_operand(&self) -> bool {
+        match self {
+            Item::Tok(t) => t.ends_operand(),
+            Item::Group(..) => true,
+        }
+    }
+
+    fn tok(&self) -> Option<&Tok<'_>> {
+        match self {
+            Item::Tok(t) => Some(t),
+            Item::Group(..) => None,
+        }
+    }
+}
+
+fn group<'a>(toks: &[Tok<'a>], i: &mut usize, close: Option<&str>) -> Option<Vec<Item<'a>>> {
+    let mut items = Vec::new();
+    while *i < toks.len() {
+        let t = toks[*i];
+        *i += 1;
+        let closer = match t.text {
+            "(" => ")",
+            "[" => "]",
+            "{" => "}",
+            ")" | "]" | "}" => {
+                return (close == Some(t.text)).then_some(items).map(|mut v| {
+                    v.push(Item::Tok(t));
+                    v
+                });
+            }
+            _ => {
+                items.push(Item::Tok(t));
+                continue;
+            }
+        };
+        let mut inner = group(toks, i, Some(closer))?;
+        let Some(Item::Tok(end)) = inner.pop() else {
+            return None;
+        };
+        items.push(Item::Group(t, inner, end));
+    }
+    close.is_none().then_some(items)
+}
+
+fn render_items(items: &[Item<'_>], out: &mut String) {
+    for it in items {
+        match it {
+            Item::Tok(t) => {
+                out.push_str(t.ws);
+                out.push_str(t.text);
+            }
+            Item::Group(open, inner, close) => {
+                out.push_str(open.ws);
+                out.push_str(open.text);
+                out.push_str(&rewrite_items(inner));
+                out.push_str(close.ws);
+                out.push_str(close.text);
+            }
+        }
+    }
+}
+
+/// Items with every `a + b + c` chain turned into `__lume_add(__lume_add(a, b), c)`. A chain
+/// is what lies between operators that bind less tightly than `+` in Jinja (comparisons, `in`,
+/// `not`, `and`, `or`, `if`/`else`, `=`, `,`, `:`); chains that also subtract are left alone.
+fn rewrite_items(items: &[Item<'_>]) -> String {
+    let mut out = String::new();
+    let mut seg: Vec<&Item<'_>> = Vec::new();
+    let mut prev_is = false;
+    let flush = |seg: &mut Vec<&Item<'_>>, out: &mut String| {
+        out.push_str(&rewrite_chain(seg));
+        seg.clear();
+    };
+    for it in items {
+        let delim = it.tok().is_some_and(|t| {
+            ["==", "!=", "<", ">", "<=", ">=", "=", ",", ":"].contains(&t.text)
+                || ["and", "or", "in", "if", "else"].contains(&t.text)
+                || (t.is("not") && !prev_is)
+        });
+        prev_is = it.tok().is_some_and(|t| t.is("is"));
+        if delim {
+            flush(&mut seg, &mut out);
+            render_items(std::slice::from_ref(it), &mut out);
+        } else {
+            seg.push(it);
+        }
+    }
+    flush(&mut seg, &mut out);
+    out
+}
+
+fn rewrite_chain(seg: &[&Item<'_>]) -> String {
+    let binary = |sym: &str| -> Vec<usize> {
+        (1..seg.len())
+            .filter(|&j| seg[j].tok().is_some_and(|t| t.is(sym)) && seg[j - 1].ends_operand())
+            .collect()
+    };
+    let plus = binary("+");
+    let render = |part: &[&Item<'_>]| {
+        let mut s = String::new();
+        for it in part {
+            render_items(std::slice::from_ref(*it), &mut s);
+        }
+        s
+    };
+    if plus.is_empty() || !binary("-").is_empty() {
+        return render(seg);
+    }
+    let lead = match seg[0] {
+        Item::Tok(t) | Item::Group(t, ..) => t.ws,
+    };
+    let mut bounds = vec![0];
+    for &j in &plus {
+        bounds.push(j);
+        bounds.push(j + 1);
+    }
+    bounds.push(seg.len());
+    let mut acc = String::new();
+    for (k, w) in bounds.chunks(2).enumerate() {
+        let operand = render(&seg[w[0]..w[1]]);
+        let operand = operand.trim();
+        acc = if k == 0 {
+            operand.to_string()
+        } else {
+            format!("{ADD_FUNCTION}({acc}, {operand})")
+        };
+    }
+    format!("{lead}{acc}")
+}
+
+/// `expr` with Python's `+` (see [`rewrite_items`]); unchanged when it has no `+` or does not
+/// lex.
+fn rewrite_expr(expr: &str) -> String {
+    if !expr.contains('+') {
+        return expr.to_string();
+    }
+    let Some(toks) = tokenize(expr) else {
+        return expr.to_string();
+    };
+    let mut i = 0;
+    let Some(items) = group(&toks, &mut i, None) else {
+        return expr.to_string();
+    };
+    let mut out = rewrite_items(&items);
+    // The whitespace after the last token.
+    out.push_str(&expr[expr.trim_end().len()..]);
+    out
+}
+
+/// The byte offset of the `=` of `set x = …` (not `==`, `!=`, `<=`, `>=`), outside strings and
+/// brackets.
+fn top_level_assign(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut depth = 0i32;
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if let Some(q) = quote {
+            if c == b'\\' {
+                i += 2;
+                continue;
+            }
+            if c == q {
+                quote = None;
+            }
+        } else {
+            match c {
+                b'\'' | b'"' => quote = Some(c),
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' | b'}' => depth -= 1,
+                b'=' if depth == 0 => {
+                    let prev = if i > 0 { b[i - 1] } else { b' ' };
+                    let next = b.get(i + 1).copied().unwrap_or(b' ');
+                    if !matches!(prev, b'=' | b'!' | b'<' | b'>') && next != b'=' {
+                        return Some(i);
+                    }
+                }
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The length of a tag's body up to `close`, skipping quoted strings in expressions.
@@ -634,7 +1014,7 @@ fn rewrite_for(whole: &str, lead: &str, inner: &str, trail: &str) -> String {
     };
     // The iterable ends at a top-level `if` (the loop filter) or `recursive`.
     let (iter, tail) = match split_top_level_keyword(iter_and_rest, "if") {
-        Some((it, cond)) => (it, format!(" if {}", cond.trim())),
+        Some((it, cond)) => (it, format!(" if {}", rewrite_expr(cond.trim()))),
         None => match split_top_level_keyword(iter_and_rest, "recursive") {
             Some((it, after)) => (it, format!(" recursive{}", after.trim_end())),
             None => (iter_and_rest, String::new()),
@@ -643,7 +1023,7 @@ fn rewrite_for(whole: &str, lead: &str, inner: &str, trail: &str) -> String {
     format!(
         "{{%{lead}{} in ({}) | {ITER_FILTER}{tail} {trail}%}}",
         target.trim_end(),
-        iter.trim()
+        rewrite_expr(iter.trim())
     )
 }
 
@@ -728,6 +1108,19 @@ mod tests {
         assert_eq!(
             rewrite_source("{% raw %}{% for a in b %}{% endraw %}"),
             "{% raw %}{% for a in b %}{% endraw %}"
+        );
+        assert_eq!(
+            rewrite_source("{{- 'a' + b|upper ~ c + (d + e)[0] -}}{% set x = 1 + 2, 3 %}"),
+            "{{- __lume_add(__lume_add('a', b|upper ~ c), (__lume_add(d, e))[0]) -}}\
+             {% set x = __lume_add(1, 2), 3 %}"
+        );
+        assert_eq!(
+            rewrite_source("{% if a + b is not none and c - d + e == f(g=h + i) %}"),
+            "{% if __lume_add(a, b is not none) and c - d + e == f(g=__lume_add(h, i)) %}"
+        );
+        assert_eq!(
+            rewrite_source("{% set x %}{{ 1 + 2 }}{% endset %}{% set y = x == 1 + 1 %}"),
+            "{% set x %}{{ __lume_add(1, 2) }}{% endset %}{% set y = x == __lume_add(1, 1) %}"
         );
         assert_eq!(
             rewrite_source("{% for x in tree recursive %}"),

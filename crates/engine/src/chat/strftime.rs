@@ -112,7 +112,11 @@ pub fn strftime(t: SystemTime, format: &str) -> String {
                 format!("{v:0width$}")
             }
         };
-        let hour12 = if c.hour % 12 == 0 { 12 } else { c.hour % 12 };
+        let hour12 = if c.hour.is_multiple_of(12) {
+            12
+        } else {
+            c.hour % 12
+        };
         let s = match code {
             'Y' => c.year.to_string(),
             'y' => num(c.year.rem_euclid(100), 2),
