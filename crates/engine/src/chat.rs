@@ -439,6 +439,64 @@ mod tests {
         }
     }
 
+    /// Without a fixed time, `strftime_now` prints the current one (UTC).
+    #[test]
+    fn strftime_now_is_today_by_default() {
+        let t = ChatTemplate::new("{{ strftime_now('%Y-%m-%d') }}", "", "");
+        let before = strftime::strftime(std::time::SystemTime::now(), "%Y-%m-%d");
+        let got = t.render(&[], false).unwrap();
+        let after = strftime::strftime(std::time::SystemTime::now(), "%Y-%m-%d");
+        assert!(got == before || got == after, "{got} vs {before}");
+        assert!(got.as_str() > "2025-12-31", "{got}");
+    }
+
+    /// Broken templates give errors (or render), never a panic in the source rewrites.
+    #[test]
+    fn malformed_templates_do_not_panic() {
+        let pieces = [
+            "{{",
+            "}}",
+            "{%",
+            "%}",
+            "{#",
+            "#}",
+            "'",
+            "\"",
+            "+",
+            "-",
+            " ",
+            "for ",
+            " in ",
+            "if ",
+            "set ",
+            "=",
+            "(",
+            ")",
+            "[",
+            "]",
+            "é",
+            "x",
+            "|safe",
+            "generation",
+            "endgeneration",
+            "raw",
+            "endraw",
+            "is not",
+            "\\",
+        ];
+        let mut seed = 0x2545_f491_u64;
+        for _ in 0..4000 {
+            let mut src = String::new();
+            for _ in 0..(seed % 12) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                src.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            let _ = ChatTemplate::new(src, "", "").render(&[ChatMessage::new("user", "u")], true);
+        }
+    }
+
     /// What Python refuses, lume refuses.
     #[test]
     fn fails_where_python_fails() {
