@@ -5,11 +5,10 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use engine::{
-    ChatMessage, ChatTemplate, Engine, EngineOptions, GenerateParams, GenerateStats, SamplerConfig,
-};
+use engine::{ChatMessage, Engine, EngineOptions, GenerateParams, GenerateStats, SamplerConfig};
 use serde::Serialize;
 
+use crate::template::TemplateArgs;
 use crate::ModelArg;
 
 /// Sampling flags shared by `run` and `chat`.
@@ -97,6 +96,8 @@ pub struct RunArgs {
     /// System message for --chat.
     #[arg(long)]
     pub system: Option<String>,
+    #[command(flatten)]
+    pub template: TemplateArgs,
     /// Evaluate these token ids (comma-separated) instead of a text prompt.
     #[arg(long, value_name = "1,2,3", conflicts_with_all = ["prompt", "chat"])]
     pub prompt_ids: Option<String>,
@@ -123,6 +124,8 @@ pub struct ChatArgs {
     /// System message.
     #[arg(long)]
     pub system: Option<String>,
+    #[command(flatten)]
+    pub template: TemplateArgs,
 }
 
 impl SamplingArgs {
@@ -285,6 +288,9 @@ fn read_prompt(a: &RunArgs) -> Result<String> {
 
 pub fn run(a: &RunArgs) -> Result<()> {
     check_logprobs(a)?;
+    if a.template.any() && !a.chat {
+        bail!("--chat-template, --chat-template-file and --chat-template-kwargs need --chat");
+    }
     let path = a.load.model.path()?;
     if let Some(ids) = &a.prompt_ids {
         let ids = parse_ids(ids)?;
@@ -307,7 +313,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let prompt = read_prompt(a)?;
     let text = if a.chat {
         // Checked before the weights are loaded: a base model fails fast.
-        let tmpl = ChatTemplate::from_gguf(&gguf::GgufFile::open(&path)?)?;
+        let tmpl = a.template.template(&gguf::GgufFile::open(&path)?)?;
         let mut msgs = Vec::new();
         if let Some(sys) = &a.system {
             msgs.push(ChatMessage::new("system", sys.as_str()));
@@ -386,7 +392,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
 /// `lume chat`: read user lines, answer each with the whole conversation as context.
 pub fn chat(a: &ChatArgs) -> Result<()> {
     let path = a.load.model.path()?;
-    let tmpl = ChatTemplate::from_gguf(&gguf::GgufFile::open(&path)?)?;
+    let tmpl = a.template.template(&gguf::GgufFile::open(&path)?)?;
     let mut eng = load_engine(&path, a.load.threads, a.load.ctx, a.load.kv_type)?;
     let mut msgs: Vec<ChatMessage> = Vec::new();
     if let Some(sys) = &a.system {

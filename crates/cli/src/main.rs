@@ -8,6 +8,8 @@
 //! - [`tokenize`]: `lume tokenize`.
 //! - [`mod@bench`]: `lume bench` (prompt processing and generation speed, llama-bench style).
 //! - [`serve`]: `lume serve` (the OpenAI-compatible HTTP server of the `server` crate).
+//! - [`template`]: `--chat-template`, `--chat-template-file`, `--chat-template-kwargs` (run,
+//!   chat, serve).
 //! - `lume pull` lives here: it is a loop over `hub`.
 
 #![forbid(unsafe_code)]
@@ -16,6 +18,7 @@ mod bench;
 mod generate;
 mod inspect;
 mod serve;
+mod template;
 mod tokenize;
 
 use std::io::Write;

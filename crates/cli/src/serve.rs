@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use crate::generate::KvTypeArg;
+use crate::template::TemplateArgs;
 use crate::ModelArg;
 
 #[derive(Args, Clone, Debug)]
@@ -55,6 +56,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true")]
     pub batch_invariant: bool,
+    #[command(flatten)]
+    pub template: TemplateArgs,
 }
 
 /// The keys from `--api-key`, `--api-key-file` and `LUME_API_KEY`.
@@ -88,6 +91,8 @@ pub fn run(a: &ServeArgs) -> Result<()> {
         bail!("--parallel must be at least 1");
     }
     let api_keys = api_keys(a)?;
+    // Checked before the model is pulled or loaded: a bad flag fails fast.
+    let (chat_template, chat_template_kwargs) = a.template.resolve()?;
     let path = a.model.path()?;
     let name = &a.model.model;
     let is_catalogue = !Path::new(name).is_file() && hub::find(name).is_some();
@@ -111,6 +116,8 @@ pub fn run(a: &ServeArgs) -> Result<()> {
         metrics_need_key: a.metrics_need_key,
         max_body: a.max_body,
         grace: Duration::from_secs(10),
+        chat_template,
+        chat_template_kwargs,
         ..Default::default()
     };
     server::run(cfg)?;

@@ -23,6 +23,10 @@ pub enum EngineError {
     NoChatTemplate { path: PathBuf },
     #[error("chat template: {msg}")]
     Template { msg: String },
+    /// The template refused the conversation on purpose (`raise_exception(msg)`, e.g. "System
+    /// role not supported"); `msg` is the template's own message.
+    #[error("the chat template refuses this conversation: {msg}")]
+    TemplateRaised { msg: String },
     #[error("{path}: a context of {n_ctx} tokens was asked for; the model allows at most {limit}")]
     ContextTooLarge {
         path: PathBuf,

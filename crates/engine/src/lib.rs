@@ -45,7 +45,7 @@ pub mod scheduler;
 pub mod session;
 pub mod text;
 
-pub use chat::{ChatMessage, ChatTemplate};
+pub use chat::{ChatInput, ChatMessage, ChatTemplate};
 pub use engine::{Engine, GenerateParams};
 pub use error::{EngineError, SubmitError};
 pub use metrics::{Metrics, MetricsSnapshot};

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use engine::{ChatMessage, Event, Request, Scheduler};
+use engine::{ChatInput, ChatMessage, Event, Request, Scheduler};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::api::{top_n, Limits, Sampling};
 use crate::body::{parse, JsonBody};
@@ -26,6 +26,7 @@ struct ChatFields {
     max_completion_tokens: Option<i64>,
     logprobs: Option<bool>,
     top_logprobs: Option<i64>,
+    chat_template_kwargs: Option<Value>,
 }
 
 /// One message as sent (`content`: a string, a list of parts, or null).
@@ -42,6 +43,31 @@ pub struct InMessage {
 #[serde(default)]
 pub struct MessagesOnly {
     pub messages: Option<Vec<InMessage>>,
+    pub chat_template_kwargs: Option<Value>,
+}
+
+/// A request's `chat_template_kwargs`: an object of extra template variables (or absent/null).
+pub fn kwargs(v: Option<Value>) -> Result<Map<String, Value>, ServerError> {
+    const FIELD: &str = "chat_template_kwargs";
+    match v {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(m)) => {
+            if let Some(k) = m
+                .keys()
+                .find(|k| engine::chat::RESERVED_VARIABLES.contains(&k.as_str()))
+            {
+                return Err(ServerError::bad(
+                    format!("'{FIELD}' cannot set '{k}' (it comes from the request itself)"),
+                    format!("{FIELD}.{k}"),
+                ));
+            }
+            Ok(m)
+        }
+        Some(other) => Err(ServerError::bad(
+            format!("'{FIELD}' must be an object of template variables, not {other}"),
+            FIELD,
+        )),
+    }
 }
 
 /// Checks the messages (present, not empty, known roles, text content) for the template.
@@ -107,8 +133,13 @@ fn content(v: Option<Value>, i: usize) -> Result<String, ServerError> {
     }
 }
 
-/// The rendered prompt of `msgs` (400 for a model without a chat template).
-pub fn render(m: &Loaded, msgs: &[ChatMessage]) -> Result<String, ServerError> {
+/// The rendered prompt of `msgs` with the request's template variables over the server's
+/// (400 for a model without a chat template).
+pub fn render(
+    m: &Loaded,
+    msgs: &[ChatMessage],
+    kwargs: Map<String, Value>,
+) -> Result<String, ServerError> {
     let tmpl = m.template.as_ref().ok_or_else(|| {
         ServerError::from_engine(
             engine::EngineError::NoChatTemplate {
@@ -117,7 +148,11 @@ pub fn render(m: &Loaded, msgs: &[ChatMessage]) -> Result<String, ServerError> {
             "messages",
         )
     })?;
-    tmpl.render(msgs, true)
+    let input = ChatInput {
+        kwargs,
+        ..ChatInput::from_messages(msgs, true)
+    };
+    tmpl.render_input(&input)
         .map_err(|e| ServerError::from_engine(e, "messages"))
 }
 
@@ -139,7 +174,8 @@ pub async fn chat(
     drop(body);
     state.check_model(s.model.as_deref())?;
     let msgs = messages(f.messages)?;
-    let text = render(m, &msgs)?;
+    let kw = kwargs(f.chat_template_kwargs)?;
+    let text = render(m, &msgs, kw)?;
     let prompt = m.sched.tokenizer().encode(&text, true, true);
     let len_field = match f.max_completion_tokens {
         Some(v) => (Some(v), "max_completion_tokens"),

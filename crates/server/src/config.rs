@@ -31,6 +31,11 @@ pub struct ServerConfig {
     pub grace: Duration,
     /// Print the "listening" and "loaded" lines on stderr.
     pub log: bool,
+    /// A chat template (Jinja source) used instead of the model's (`--chat-template`).
+    pub chat_template: Option<String>,
+    /// Extra template variables for every chat (`--chat-template-kwargs`); a request's
+    /// `chat_template_kwargs` go over these.
+    pub chat_template_kwargs: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +52,8 @@ impl Default for ServerConfig {
             max_stops: 16,
             grace: Duration::from_secs(10),
             log: true,
+            chat_template: None,
+            chat_template_kwargs: serde_json::Map::new(),
         }
     }
 }

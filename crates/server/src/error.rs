@@ -178,6 +178,7 @@ impl ServerError {
             EngineError::Template { msg } => {
                 ServerError::bad(format!("the chat template failed: {msg}"), "messages")
             }
+            e @ EngineError::TemplateRaised { .. } => ServerError::bad(e.to_string(), "messages"),
             other => ServerError::Internal(other.to_string()),
         }
     }

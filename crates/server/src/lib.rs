@@ -47,6 +47,20 @@ impl Server {
         if cfg.model_id.is_empty() {
             return Err(ServerError::Config("the model id is empty".into()));
         }
+        if let Some(src) = &cfg.chat_template {
+            engine::ChatTemplate::new(src.as_str(), "", "")
+                .check()
+                .map_err(|e| ServerError::Config(format!("the chat template: {e}")))?;
+        }
+        if let Some(k) = cfg
+            .chat_template_kwargs
+            .keys()
+            .find(|k| engine::chat::RESERVED_VARIABLES.contains(&k.as_str()))
+        {
+            return Err(ServerError::Config(format!(
+                "chat template kwargs: '{k}' cannot be set"
+            )));
+        }
         let host = cfg.host.trim();
         let addr = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]:{}", cfg.port)
@@ -137,7 +151,14 @@ impl Server {
                 )));
             }
         };
-        let template = sched.chat_template().ok();
+        let template = match &cfg.chat_template {
+            Some(src) => Some(engine::ChatTemplate::with_tokens_of(
+                src.as_str(),
+                sched.gguf(),
+            )),
+            None => sched.chat_template().ok(),
+        }
+        .map(|t| t.with_kwargs(cfg.chat_template_kwargs.clone()));
         let n_params = sched.gguf().tensors.iter().map(|t| t.n_elements()).sum();
         log(format!(
             "model '{}' loaded in {:.1} s: {} slots x {} tokens of context, {}",

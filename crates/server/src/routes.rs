@@ -248,5 +248,6 @@ async fn apply_template(
     let m = state.model()?;
     let r: MessagesOnly = parse(&body)?;
     let msgs = chat::messages(r.messages)?;
-    Ok(ok(&json!({ "prompt": chat::render(m, &msgs)? })))
+    let kw = chat::kwargs(r.chat_template_kwargs)?;
+    Ok(ok(&json!({ "prompt": chat::render(m, &msgs, kw)? })))
 }

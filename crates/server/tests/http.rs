@@ -1460,3 +1460,92 @@ async fn base_model_chat_is_400_completions_work() {
         .unwrap()
         .unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// A chat template given by the operator, and per-request template variables
+
+#[tokio::test]
+async fn chat_template_override_and_per_request_kwargs() {
+    let mut cfg = config(MODEL, 1, 256);
+    cfg.chat_template = Some(
+        "{% if messages[0].role == 'system' %}{{ raise_exception('no system here') }}{% endif %}\
+         <|im_start|>user\n{{ messages[0].content }} ({{ tone }}, thinking={{ enable_thinking }})\
+         <|im_end|>\n<|im_start|>assistant\n"
+            .into(),
+    );
+    cfg.chat_template_kwargs =
+        serde_json::from_value(json!({"tone": "dry", "enable_thinking": true})).unwrap();
+    let h = spawn(cfg);
+    wait_ready(h.addr).await;
+    let addr = h.addr;
+    let apply = |body: Value| async move { post(addr, "/apply-template", None, &body).await };
+    let v = apply(json!({"messages": user("Hi")})).await.json();
+    // (The template's last newline is dropped, as jinja2 does by default.)
+    assert_eq!(
+        v["prompt"],
+        "<|im_start|>user\nHi (dry, thinking=True)<|im_end|>\n<|im_start|>assistant"
+    );
+    // The request's variables go over the server's.
+    let v = apply(json!({"messages": user("Hi"),
+                         "chat_template_kwargs": {"enable_thinking": false, "extra": 1}}))
+    .await
+    .json();
+    assert_eq!(
+        v["prompt"],
+        "<|im_start|>user\nHi (dry, thinking=False)<|im_end|>\n<|im_start|>assistant"
+    );
+    let v = apply(json!({"messages": user("Hi"), "chat_template_kwargs": null}))
+        .await
+        .json();
+    assert!(
+        v["prompt"].as_str().unwrap().contains("thinking=True"),
+        "{v}"
+    );
+    // /props shows the template in use.
+    let v = get(h.addr, "/props", None).await.unwrap().json();
+    assert!(v["chat_template"].as_str().unwrap().contains("tone"), "{v}");
+
+    // The chat route renders the same way.
+    let r = post(
+        h.addr,
+        "/v1/chat/completions",
+        None,
+        &json!({"messages": user("Hi"), "max_tokens": 1, "temperature": 0,
+                "chat_template_kwargs": {"tone": "warm"}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post(
+        h.addr,
+        "/v1/chat/completions",
+        None,
+        &json!({"messages": user("Hi"), "max_tokens": 1, "chat_template_kwargs": [1]}),
+    )
+    .await;
+    assert_eq!(
+        r.error(400, "'chat_template_kwargs' must be an object")["param"],
+        "chat_template_kwargs"
+    );
+    let e = apply(json!({"messages": user("Hi"), "chat_template_kwargs": {"messages": []}}))
+        .await
+        .error(400, "cannot set 'messages'");
+    assert_eq!(e["param"], "chat_template_kwargs.messages");
+    // The template's own refusal is a 400 with its message.
+    let e = apply(json!({"messages": [{"role": "system", "content": "S"},
+                                      {"role": "user", "content": "U"}]}))
+    .await
+    .error(400, "refuses this conversation: no system here");
+    assert_eq!(e["param"], "messages");
+    tokio::task::spawn_blocking(move || h.stop())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_bad_chat_template_stops_the_server_at_bind() {
+    let mut cfg = config(MODEL, 1, 128);
+    cfg.chat_template = Some("{% for %}".into());
+    let err = Server::bind(cfg).await.err().expect("bind refuses it");
+    assert!(err.to_string().contains("chat template"), "{err}");
+}
