@@ -19,6 +19,11 @@ fn load(model: &str) -> Tokenizer {
         tok.vocab_size(),
         t0.elapsed()
     );
+    assert_eq!(
+        tok.warnings(),
+        [],
+        "{model}: the real model's metadata is clean"
+    );
     tok
 }
 
@@ -207,6 +212,7 @@ fn stream_holds_partial_characters() {
 fn tiny_vocab() {
     let file = gguf::GgufFile::open(format!("{TESTDATA}/tiny/llama/model.f32.gguf")).unwrap();
     let tok = Tokenizer::from_gguf(&file).unwrap();
+    assert_eq!(tok.warnings(), []);
     assert_eq!(tok.vocab_size(), 512);
     assert_eq!(tok.bos(), Some(0));
     assert!(tok.is_eog(0));
