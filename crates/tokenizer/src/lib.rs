@@ -10,7 +10,6 @@
 //! - [`spm`]: SentencePiece-style merges by score with byte fallback (`"llama"`).
 //! - [`vocab`]: token strings in one buffer with a hash index.
 //! - [`unicode`] / `unicode_tables`: character classes (letter, number, punctuation, space).
-//! - [`StreamDecoder`]: detokenizes one token at a time, never splitting a UTF-8 character.
 //!
 //! Outside the library: `examples/tok.rs` (ids and pieces of a text, or a batch as JSON),
 //! `examples/bench.rs` (timings), `tools/gen_unicode_tables.py` (writes `unicode_tables.rs`),
@@ -28,7 +27,6 @@ mod error;
 pub mod pretokenize;
 pub mod special;
 pub mod spm;
-mod stream;
 pub mod unicode;
 mod unicode_tables;
 pub mod vocab;
@@ -39,7 +37,6 @@ use gguf::GgufFile;
 
 pub use error::{TokenizerError, TokenizerWarning};
 pub use pretokenize::PreTokenizer;
-pub use stream::StreamDecoder;
 
 use special::{Fragment, Specials};
 use vocab::{Vocab, NONE};
@@ -687,11 +684,6 @@ impl Tokenizer {
     /// What was wrong in the metadata and worked around at load (each was printed on stderr).
     pub fn warnings(&self) -> &[TokenizerWarning] {
         &self.warnings
-    }
-
-    /// A streaming detokenizer over this vocabulary.
-    pub fn stream(&self) -> StreamDecoder<'_> {
-        StreamDecoder::new(self)
     }
 }
 

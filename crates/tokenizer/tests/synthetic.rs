@@ -228,9 +228,6 @@ fn out_of_range_ids_are_harmless() {
     assert_eq!(tok.decode(&[u32::MAX, 7_000_000]), b"");
     assert_eq!(tok.token_text(u32::MAX), "");
     assert!(!tok.is_eog(u32::MAX));
-    let mut s = tok.stream();
-    assert_eq!(s.push(u32::MAX), "");
-    assert_eq!(s.finish(), "");
 }
 
 /// The vocabulary size of `bpe_writer` (the end-of-text token, 256 bytes, 11 merged tokens).
@@ -452,23 +449,6 @@ fn malformed_merges_are_errors() {
         tok.encode("he", false, false),
         [tok.token_id("he").unwrap()]
     );
-}
-
-#[test]
-fn stream_replaces_invalid_bytes() {
-    let tok = Tokenizer::from_gguf(&open(&spm_writer())).unwrap();
-    let byte = |b: u8| tok.token_id(&format!("<0x{b:02X}>")).unwrap();
-    let mut s = tok.stream();
-    // A lone continuation byte can never complete: it is replaced at once.
-    assert_eq!(s.push(byte(0x80)), "\u{FFFD}");
-    // A 3-byte character split over three tokens.
-    assert_eq!(s.push(byte(0xE2)), "");
-    assert_eq!(s.push(byte(0x82)), "");
-    assert_eq!(s.push(byte(0xAC)), "€");
-    // A started sequence broken by an ASCII byte.
-    assert_eq!(s.push(byte(0xE2)), "");
-    assert_eq!(s.push(byte(b'a')), "\u{FFFD}a");
-    assert!(!s.has_pending());
 }
 
 #[test]
