@@ -223,7 +223,8 @@ mod tests {
     }
 
     /// A template from a model file cannot run forever nor print until memory runs out
-    /// (found by the `load` fuzz target: two nested `range(100000)` loops).
+    /// (two nested `range(100000)` loops, fed by hand to the `load` fuzz target, ran out of
+    /// memory).
     #[test]
     fn runaway_templates_are_errors() {
         let msgs = [ChatMessage::new("user", "hi")];
