@@ -32,6 +32,15 @@ use crate::EngineError;
 /// The metadata key holding the template.
 pub const TEMPLATE_KEY: &str = "tokenizer.chat_template";
 
+/// Most template instructions one render may run: a fixed allowance plus some per message.
+/// Real templates use tens per message (Qwen2.5's and SmolLM2's: 40 to 100 for one to three
+/// messages); the bound is for templates (they come from the model file) that never end.
+const FUEL_BASE: u64 = 1_000_000;
+const FUEL_PER_MESSAGE: u64 = 10_000;
+/// Longest rendered prompt, in bytes: 16 MiB, or four times the messages' text if that is
+/// more (a template that prints in a loop stops here, not when memory runs out).
+const MIN_OUTPUT_LIMIT: usize = 16 << 20;
+
 /// A plain ChatML template (what SmolLM2 and Qwen use, without their default system prompts).
 pub const CHATML: &str =
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + \
@@ -220,16 +229,56 @@ impl ChatTemplate {
             Value::Bool(input.add_generation_prompt),
         );
 
+        // The messages' text (JSON) sizes the output cap.
+        let text: usize = vars.values().map(|v| v.to_string().len()).sum();
         let raised: Arc<Mutex<Option<String>>> = Arc::default();
-        let env = self.environment(raised.clone()).map_err(err)?;
+        let mut env = self.environment(raised.clone()).map_err(err)?;
+        env.set_fuel(Some(FUEL_BASE.saturating_add(
+            FUEL_PER_MESSAGE.saturating_mul(input.messages.len() as u64),
+        )));
         let tmpl = env.get_template("chat").map_err(err)?;
         let ctx = minijinja::Value::from_serialize(&vars);
-        tmpl.render(ctx).map_err(|e| {
-            match raised.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                Some(msg) => EngineError::TemplateRaised { msg },
-                None => err(e),
-            }
-        })
+        let mut out = Capped {
+            buf: Vec::new(),
+            limit: MIN_OUTPUT_LIMIT.max(text.saturating_mul(4)),
+            over: false,
+        };
+        let rendered = tmpl.render_captured_to(ctx, &mut out).map(drop);
+        match rendered {
+            Ok(()) => String::from_utf8(out.buf).map_err(|e| EngineError::Template {
+                msg: format!("the template's output is not UTF-8: {e}"),
+            }),
+            Err(_) if out.over => Err(EngineError::Template {
+                msg: format!("the rendered prompt is longer than {} bytes", out.limit),
+            }),
+            Err(e) => Err(
+                match raised.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    Some(msg) => EngineError::TemplateRaised { msg },
+                    None => err(e),
+                },
+            ),
+        }
+    }
+}
+
+/// Collects rendered text, refusing to hold more than `limit` bytes.
+struct Capped {
+    buf: Vec<u8>,
+    limit: usize,
+    over: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len().saturating_add(data.len()) > self.limit {
+            self.over = true;
+            return Err(std::io::Error::other("the rendered prompt is too long"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -561,5 +610,38 @@ mod tests {
                 .unwrap_err();
             assert!(err.to_string().contains(why), "{src}: {err}");
         }
+    }
+
+    /// A template from a model file cannot run forever nor print until memory runs out
+    /// (two nested `range(100000)` loops, fed by hand to the `load` fuzz target, ran out of
+    /// memory).
+    #[test]
+    fn runaway_templates_are_errors() {
+        let msgs = [ChatMessage::new("user", "hi")];
+        let endless = ChatTemplate::new(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "",
+            "",
+        );
+        let err = endless.render(&msgs, true).unwrap_err();
+        assert!(matches!(err, EngineError::Template { .. }), "{err}");
+        assert!(err.to_string().contains("fuel"), "{err}");
+        let loud = ChatTemplate::new(
+            "{% for i in range(100000) %}{{ 'ab' * 1000 }}{% endfor %}",
+            "",
+            "",
+        );
+        let err = loud.render(&msgs, true).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the rendered prompt is longer than 16777216 bytes"),
+            "{err}"
+        );
+        // Long conversations still render: the allowances grow with them.
+        let long: Vec<ChatMessage> = (0..2000)
+            .map(|i| ChatMessage::new("user", "x".repeat(10_000 + i)))
+            .collect();
+        let s = ChatTemplate::chatml().render(&long, true).unwrap();
+        assert!(s.len() > 20_000_000);
     }
 }

@@ -55,6 +55,12 @@ impl TextStream {
         false
     }
 
+    /// Whether bytes of an unfinished UTF-8 character are held back (text held back because
+    /// it may start a stop string does not count).
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Flushes everything still buffered (an incomplete character becomes U+FFFD).
     pub fn finish(&mut self, out: &mut String) {
         self.decode_pending(true);

@@ -26,5 +26,7 @@ pub use writer::GgufWriter;
 pub const MAGIC: &[u8; 4] = b"GGUF";
 /// Alignment of tensor data when `general.alignment` is absent.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
+/// Largest `general.alignment` accepted (it must also be a power of two).
+pub const MAX_ALIGNMENT: u32 = 1 << 16;
 /// Most dimensions a tensor may have (ggml's GGML_MAX_DIMS).
 pub const MAX_DIMS: usize = 4;

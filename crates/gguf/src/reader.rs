@@ -14,7 +14,7 @@ use memmap2::Mmap;
 use crate::error::{GgufError, Result};
 use crate::types::GgmlType;
 use crate::value::{Value, ValueType};
-use crate::{DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS};
+use crate::{DEFAULT_ALIGNMENT, MAGIC, MAX_ALIGNMENT, MAX_DIMS};
 
 /// Arrays nested deeper than this are rejected.
 const MAX_ARRAY_DEPTH: usize = 8;
@@ -168,12 +168,12 @@ impl GgufFile {
         let alignment = match key_index.get("general.alignment") {
             None => DEFAULT_ALIGNMENT,
             Some(&i) => match &metadata[i].1 {
-                Value::U32(a) if *a > 0 && a.is_power_of_two() && *a <= 1 << 16 => *a as u64,
+                Value::U32(a) if a.is_power_of_two() && *a <= MAX_ALIGNMENT => *a as u64,
                 other => {
                     return Err(c.invalid(
                         "metadata key 'general.alignment'".into(),
                         format!(
-                            "must be a u32 power of two up to 65536, found {}",
+                            "must be a u32 power of two up to {MAX_ALIGNMENT}, found {}",
                             other.display_short(4)
                         ),
                     ))

@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::error::{GgufError, Result};
 use crate::types::GgmlType;
 use crate::value::Value;
-use crate::{DEFAULT_ALIGNMENT, MAGIC};
+use crate::{DEFAULT_ALIGNMENT, MAGIC, MAX_ALIGNMENT};
 
 struct PendingTensor {
     name: String,
@@ -37,13 +37,17 @@ impl GgufWriter {
         }
     }
 
-    /// Adds (or replaces) a metadata value. `general.alignment` also sets the data alignment.
+    /// Adds (or replaces) a metadata value. `general.alignment` also sets the data alignment
+    /// when it is one a reader accepts (a u32 power of two up to [`MAX_ALIGNMENT`]); any other
+    /// value is written as given, for tests of readers, but the data keeps the default
+    /// alignment: no reader takes such a file, and a value like 2^31 would pad it to gigabytes.
     pub fn add(&mut self, key: impl Into<String>, value: Value) -> &mut Self {
         let key = key.into();
         if key == "general.alignment" {
-            if let Value::U32(a) = value {
-                self.alignment = a.max(1) as u64;
-            }
+            self.alignment = match value {
+                Value::U32(a) if a.is_power_of_two() && a <= MAX_ALIGNMENT => a as u64,
+                _ => DEFAULT_ALIGNMENT,
+            };
         }
         match self.metadata.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,

@@ -17,4 +17,40 @@ pub enum TokenizerError {
         key: String,
         msg: String,
     },
+    /// A merge rule that is not `left right`: exactly one space, a non-empty piece on each
+    /// side.
+    #[error("{path}: tokenizer.ggml.merges[{index}] = {entry:?}: expected two pieces separated by one space")]
+    BadMerge {
+        path: PathBuf,
+        index: usize,
+        entry: String,
+    },
+    /// A special token id outside the vocabulary that the file itself asks to insert (its
+    /// `add_key` is `true`), so no correct tokenization exists.
+    #[error("{path}: {key} = {id} is outside the vocabulary of {n_vocab} tokens, and {add_key} = true asks for that token")]
+    IdOutOfRange {
+        path: PathBuf,
+        key: String,
+        id: u32,
+        n_vocab: usize,
+        add_key: String,
+    },
+}
+
+/// Something wrong in the metadata that the tokenizer works around (the file stays usable);
+/// [`crate::Tokenizer::from_gguf`] prints each on stderr as one line starting `warning:` and
+/// keeps them in [`crate::Tokenizer::warnings`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenizerWarning {
+    /// A special token id outside the vocabulary: the id is ignored (as if the key were
+    /// absent, without the default).
+    #[error(
+        "{path}: {key} = {id} is outside the vocabulary of {n_vocab} tokens; the id is ignored"
+    )]
+    IdOutOfRange {
+        path: PathBuf,
+        key: String,
+        id: u32,
+        n_vocab: usize,
+    },
 }

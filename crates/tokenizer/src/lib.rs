@@ -10,7 +10,6 @@
 //! - [`spm`]: SentencePiece-style merges by score with byte fallback (`"llama"`).
 //! - [`vocab`]: token strings in one buffer with a hash index.
 //! - [`unicode`] / `unicode_tables`: character classes (letter, number, punctuation, space).
-//! - [`StreamDecoder`]: detokenizes one token at a time, never splitting a UTF-8 character.
 //!
 //! Outside the library: `examples/tok.rs` (ids and pieces of a text, or a batch as JSON),
 //! `examples/bench.rs` (timings), `tools/gen_unicode_tables.py` (writes `unicode_tables.rs`),
@@ -30,7 +29,6 @@ mod error;
 pub mod pretokenize;
 pub mod special;
 pub mod spm;
-mod stream;
 pub mod unicode;
 mod unicode_tables;
 pub mod vocab;
@@ -39,9 +37,8 @@ use std::borrow::Cow;
 
 use gguf::GgufFile;
 
-pub use error::TokenizerError;
+pub use error::{TokenizerError, TokenizerWarning};
 pub use pretokenize::PreTokenizer;
-pub use stream::StreamDecoder;
 
 use special::{Fragment, Specials};
 use vocab::{Vocab, NONE};
@@ -168,6 +165,49 @@ const FIM_KEYS: [&str; 6] = [
     "tokenizer.ggml.fim_sep_token_id",
 ];
 
+// How metadata that refers to tokens is checked: an error where no correct tokenization
+// exists; where the file stays usable, a warning (one `warning:` line on stderr, also kept in
+// `Tokenizer::warnings`) and the id ignored, as llama.cpp (`llama_vocab::impl::load`) does.
+//
+// key `tokenizer.ggml.*`      bad value           lume                         llama.cpp
+// --------------------------  ------------------  ---------------------------  ----------------------------
+// merges[i]                   not "left right"    error BadMerge (the writer   keeps it silently; it never
+//                             (one space, both    lost or mangled a rule)      applies (rank lookups
+//                             pieces non-empty)                                assert pieces have no space)
+// bos_token_id                id >= vocab size    error IdOutOfRange if the    warns, uses the type's
+//                                                 file sets add_bos_token =    default (llama 1, gpt2 none:
+//                                                 true; else warning, no BOS   then it asserts at encode)
+// eos_token_id                id >= vocab size    the same, add_eos_token      the same
+// eot_token_id, eom_token_id  id >= vocab size    warning; found by text as    warns; found by text
+//                                                 if the key were absent
+// fim_{pre,suf,mid,pad,rep,   id >= vocab size    warning; found by text as    warns; found by text
+//   sep}_token_id                                 if the key were absent
+// unknown_token_id            id >= vocab size    warning, no unknown token    warns, uses 0 (llama)
+//                                                 (SentencePiece drops a byte
+//                                                 that has no byte token)
+// padding_token_id,           id >= vocab size    warning (lume does not use   warns, uses the default
+//   seperator_token_id,                           them)                        (none)
+//   mask_token_id
+//
+// A bad id is ignored outright where llama.cpp falls back to the default: a file that names a
+// wrong token gives no reason to trust the usual one. A default that does not fit the
+// vocabulary is dropped silently (the file is not at fault). A key of the wrong type (not an
+// unsigned integer) is an error, as for every key.
+
+const MERGES_KEY: &str = "tokenizer.ggml.merges";
+const BOS_KEY: &str = "tokenizer.ggml.bos_token_id";
+const EOS_KEY: &str = "tokenizer.ggml.eos_token_id";
+const ADD_BOS_KEY: &str = "tokenizer.ggml.add_bos_token";
+const ADD_EOS_KEY: &str = "tokenizer.ggml.add_eos_token";
+
+/// Special token ids lume does not use, read only to be checked (llama.cpp's spelling,
+/// `seperator` included).
+const UNUSED_ID_KEYS: [&str; 3] = [
+    "tokenizer.ggml.padding_token_id",
+    "tokenizer.ggml.seperator_token_id",
+    "tokenizer.ggml.mask_token_id",
+];
+
 /// Which merge algorithm the vocabulary uses.
 enum Model {
     /// Byte-level BPE with a pre-tokenizer.
@@ -202,6 +242,8 @@ pub struct Tokenizer {
     add_bos: bool,
     add_eos: bool,
     add_space_prefix: bool,
+    /// What was wrong in the metadata and worked around.
+    warnings: Vec<TokenizerWarning>,
 }
 
 /// Reads an optional metadata value: `Ok(None)` when the key is absent, an error when it is
@@ -217,8 +259,53 @@ fn optional<'a, T>(
     Ok(Some(get(file, key)?))
 }
 
+/// A special token id: `Ok(None)` when absent and without a default; an id outside the
+/// vocabulary is ignored with a warning, or an error when `add_key` (an `add_*_token` key set
+/// to true) asks for the token (see the table above `MERGES_KEY`).
+fn special_id(
+    file: &GgufFile,
+    key: &str,
+    n_vocab: usize,
+    default: Option<u32>,
+    add_key: Option<&str>,
+    warnings: &mut Vec<TokenizerWarning>,
+) -> Result<Option<u32>, TokenizerError> {
+    let Some(id) = optional(file, key, GgufFile::get_u32)? else {
+        return Ok(default.filter(|&i| (i as usize) < n_vocab));
+    };
+    if (id as usize) < n_vocab {
+        return Ok(Some(id));
+    }
+    let path = file.path().to_path_buf();
+    if let Some(add_key) = add_key {
+        return Err(TokenizerError::IdOutOfRange {
+            path,
+            key: key.to_string(),
+            id,
+            n_vocab,
+            add_key: add_key.to_string(),
+        });
+    }
+    warnings.push(TokenizerWarning::IdOutOfRange {
+        path,
+        key: key.to_string(),
+        id,
+        n_vocab,
+    });
+    Ok(None)
+}
+
+/// Whether a `tokenizer.ggml.merges` entry is a rule: two non-empty pieces and one space.
+fn is_merge(entry: &str) -> bool {
+    entry
+        .split_once(' ')
+        .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains(' '))
+}
+
 impl Tokenizer {
-    /// Build the tokenizer from `tokenizer.ggml.*` metadata.
+    /// Build the tokenizer from `tokenizer.ggml.*` metadata. Metadata that makes a correct
+    /// tokenization impossible is an error; what can be worked around is, printed on stderr
+    /// as `warning: ...` and kept in [`Tokenizer::warnings`].
     pub fn from_gguf(file: &GgufFile) -> Result<Tokenizer, TokenizerError> {
         let path = file.path().to_path_buf();
         let invalid = |key: &str, msg: String| TokenizerError::Invalid {
@@ -319,22 +406,37 @@ impl Tokenizer {
             Ok(optional(file, key, GgufFile::get_bool)?.unwrap_or(default))
         };
         let is_llama3 = matches!(pre, PreTokenizer::Llama3 { max_digits: 3 }) && ignore_merges;
-        let add_bos = flag("tokenizer.ggml.add_bos_token", is_spm || is_llama3)?;
-        let add_eos = flag("tokenizer.ggml.add_eos_token", false)?;
+        let add_bos_key = optional(file, ADD_BOS_KEY, GgufFile::get_bool)?;
+        let add_eos_key = optional(file, ADD_EOS_KEY, GgufFile::get_bool)?;
+        let add_bos = add_bos_key.unwrap_or(is_spm || is_llama3);
+        let add_eos = add_eos_key.unwrap_or(false);
         let add_space_prefix = flag("tokenizer.ggml.add_space_prefix", is_spm)?;
 
-        // --- special token ids (ids out of range are ignored, as llama.cpp does)
-        let id_key = |key: &str, default: Option<u32>| -> Result<Option<u32>, TokenizerError> {
-            let id = optional(file, key, GgufFile::get_u32)?.or(default);
-            Ok(id.filter(|&i| (i as usize) < n))
+        // --- special token ids (the table above MERGES_KEY says what a bad one does)
+        let mut warnings = Vec::new();
+        let mut id_key = |key: &str, default: Option<u32>, add_key: Option<&str>| {
+            special_id(file, key, n, default, add_key, &mut warnings)
         };
-        let bos = id_key("tokenizer.ggml.bos_token_id", is_spm.then_some(1))?;
-        let eos = id_key("tokenizer.ggml.eos_token_id", is_spm.then_some(2))?;
-        let mut eot = id_key("tokenizer.ggml.eot_token_id", None)?;
-        let mut eom = id_key("tokenizer.ggml.eom_token_id", None)?;
+        let bos = id_key(
+            BOS_KEY,
+            is_spm.then_some(1),
+            (add_bos_key == Some(true)).then_some(ADD_BOS_KEY),
+        )?;
+        let eos = id_key(
+            EOS_KEY,
+            is_spm.then_some(2),
+            (add_eos_key == Some(true)).then_some(ADD_EOS_KEY),
+        )?;
+        let mut eot = id_key("tokenizer.ggml.eot_token_id", None, None)?;
+        let mut eom = id_key("tokenizer.ggml.eom_token_id", None, None)?;
+        let unk = id_key("tokenizer.ggml.unknown_token_id", is_spm.then_some(0), None)?;
         let mut fim = [None; 6];
         for (slot, key) in fim.iter_mut().zip(FIM_KEYS) {
-            *slot = id_key(key, None)?;
+            *slot = id_key(key, None, None)?;
+        }
+        // Read only to be checked: lume has no use for them.
+        for key in UNUSED_ID_KEYS {
+            id_key(key, None, None)?;
         }
 
         // --- llama.cpp's load-time fix-ups, by token text
@@ -366,7 +468,6 @@ impl Tokenizer {
 
         // --- the merge model
         let model = if is_spm {
-            let unk = id_key("tokenizer.ggml.unknown_token_id", Some(0))?;
             let mut byte_token = Box::new([NONE; 256]);
             for (b, slot) in byte_token.iter_mut().enumerate() {
                 *slot = vocab
@@ -377,13 +478,23 @@ impl Tokenizer {
             }
             Model::Spm { scores, byte_token }
         } else {
-            let merges = file.get_str_array("tokenizer.ggml.merges")?;
+            let merges = file.get_str_array(MERGES_KEY)?;
+            if let Some((index, entry)) = merges.iter().enumerate().find(|(_, m)| !is_merge(m)) {
+                return Err(TokenizerError::BadMerge {
+                    path,
+                    index,
+                    entry: entry.to_string(),
+                });
+            }
             Model::Bpe {
                 bpe: Box::new(bpe::Bpe::new(&vocab, &merges, byte_char, ignore_merges)),
                 pre,
             }
         };
 
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
         Ok(Tokenizer {
             model,
             vocab,
@@ -399,6 +510,7 @@ impl Tokenizer {
             add_bos,
             add_eos,
             add_space_prefix,
+            warnings,
         })
     }
 
@@ -571,9 +683,9 @@ impl Tokenizer {
         self.add_space_prefix
     }
 
-    /// A streaming detokenizer over this vocabulary.
-    pub fn stream(&self) -> StreamDecoder<'_> {
-        StreamDecoder::new(self)
+    /// What was wrong in the metadata and worked around at load (each was printed on stderr).
+    pub fn warnings(&self) -> &[TokenizerWarning] {
+        &self.warnings
     }
 }
 

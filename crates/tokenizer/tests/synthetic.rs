@@ -2,7 +2,7 @@
 //! byte fallback, special tokens), byte-level BPE merges, and clear errors for bad metadata.
 
 use gguf::{GgufFile, GgufWriter, Value, ValueType};
-use tokenizer::{Tokenizer, TokenizerError};
+use tokenizer::{Tokenizer, TokenizerError, TokenizerWarning};
 
 fn strs(items: &[&str]) -> Value {
     Value::Array(
@@ -219,6 +219,7 @@ fn out_of_range_ids_are_harmless() {
     w.add("tokenizer.ggml.bos_token_id", Value::U32(1_000_000));
     let tok = Tokenizer::from_gguf(&open(&w)).unwrap();
     assert_eq!(tok.bos(), None);
+    assert_eq!(tok.warnings().len(), 1);
     assert!(!tok.add_bos());
     assert_eq!(
         tok.encode("Hello", true, false),
@@ -227,26 +228,227 @@ fn out_of_range_ids_are_harmless() {
     assert_eq!(tok.decode(&[u32::MAX, 7_000_000]), b"");
     assert_eq!(tok.token_text(u32::MAX), "");
     assert!(!tok.is_eog(u32::MAX));
-    let mut s = tok.stream();
-    assert_eq!(s.push(u32::MAX), "");
-    assert_eq!(s.finish(), "");
+}
+
+/// The vocabulary size of `bpe_writer` (the end-of-text token, 256 bytes, 11 merged tokens).
+const BPE_VOCAB: u32 = 268;
+
+fn warning(key: &str, id: u32, n_vocab: usize) -> TokenizerWarning {
+    TokenizerWarning::IdOutOfRange {
+        path: "synthetic.gguf".into(),
+        key: key.into(),
+        id,
+        n_vocab,
+    }
 }
 
 #[test]
-fn stream_replaces_invalid_bytes() {
-    let tok = Tokenizer::from_gguf(&open(&spm_writer())).unwrap();
-    let byte = |b: u8| tok.token_id(&format!("<0x{b:02X}>")).unwrap();
-    let mut s = tok.stream();
-    // A lone continuation byte can never complete: it is replaced at once.
-    assert_eq!(s.push(byte(0x80)), "\u{FFFD}");
-    // A 3-byte character split over three tokens.
-    assert_eq!(s.push(byte(0xE2)), "");
-    assert_eq!(s.push(byte(0x82)), "");
-    assert_eq!(s.push(byte(0xAC)), "€");
-    // A started sequence broken by an ASCII byte.
-    assert_eq!(s.push(byte(0xE2)), "");
-    assert_eq!(s.push(byte(b'a')), "\u{FFFD}a");
-    assert!(!s.has_pending());
+fn good_metadata_gives_no_warnings() {
+    for w in [spm_writer(), bpe_writer("gpt-2")] {
+        let mut w = w;
+        w.add("tokenizer.ggml.padding_token_id", Value::U32(0))
+            .add("tokenizer.ggml.eot_token_id", Value::U32(0))
+            .add("tokenizer.ggml.add_bos_token", Value::Bool(true))
+            .add("tokenizer.ggml.add_eos_token", Value::Bool(true));
+        let tok = Tokenizer::from_gguf(&open(&w)).unwrap();
+        assert_eq!(tok.warnings(), []);
+    }
+}
+
+/// Each special id key with an id just past the vocabulary: a warning naming key and value,
+/// the id ignored, the tokenizer otherwise the same.
+#[test]
+fn out_of_range_special_ids_warn_and_are_ignored() {
+    let n = BPE_VOCAB;
+    let good = Tokenizer::from_gguf(&open(&bpe_writer("gpt-2"))).unwrap();
+    assert_eq!(good.vocab_size(), n as usize);
+    let text = "hello world<|endoftext|>";
+    let keys = [
+        "tokenizer.ggml.bos_token_id",
+        "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.eot_token_id",
+        "tokenizer.ggml.eom_token_id",
+        "tokenizer.ggml.unknown_token_id",
+        "tokenizer.ggml.padding_token_id",
+        "tokenizer.ggml.seperator_token_id",
+        "tokenizer.ggml.mask_token_id",
+        "tokenizer.ggml.fim_pre_token_id",
+        "tokenizer.ggml.fim_suf_token_id",
+        "tokenizer.ggml.fim_mid_token_id",
+        "tokenizer.ggml.fim_pad_token_id",
+        "tokenizer.ggml.fim_rep_token_id",
+        "tokenizer.ggml.fim_sep_token_id",
+    ];
+    for key in keys {
+        let mut w = bpe_writer("gpt-2");
+        w.add(key, Value::U32(n));
+        let tok = Tokenizer::from_gguf(&open(&w)).unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert_eq!(tok.warnings(), [warning(key, n, n as usize)], "{key}");
+        assert_eq!(
+            tok.warnings()[0].to_string(),
+            format!(
+                "synthetic.gguf: {key} = {n} is outside the vocabulary of {n} tokens; \
+                 the id is ignored"
+            )
+        );
+        assert_eq!(
+            tok.encode(text, true, true),
+            good.encode(text, true, true),
+            "{key}"
+        );
+        assert!(
+            tok.is_eog(0),
+            "{key}: <|endoftext|> ends generation by its text"
+        );
+        assert!(!tok.is_eog(n), "{key}");
+        if key.ends_with("eos_token_id") {
+            assert_eq!(tok.eos(), None);
+        } else {
+            assert_eq!(tok.eos(), Some(0), "{key}");
+        }
+        // The end-of-turn token is found by its text, as when the key is absent.
+        assert_eq!(tok.eot(), good.eot(), "{key}");
+    }
+
+    // SentencePiece: the default BOS / EOS / unknown ids are not used in place of a bad id.
+    for (key, id) in [
+        ("tokenizer.ggml.bos_token_id", 1_000_000),
+        ("tokenizer.ggml.eos_token_id", u32::MAX),
+        ("tokenizer.ggml.unknown_token_id", 279),
+    ] {
+        let mut w = spm_writer();
+        w.add(key, Value::U32(id));
+        let tok = Tokenizer::from_gguf(&open(&w)).unwrap();
+        assert_eq!(tok.warnings(), [warning(key, id, 279)], "{key}");
+    }
+    let mut w = spm_writer();
+    w.add("tokenizer.ggml.eos_token_id", Value::U32(279));
+    let tok = Tokenizer::from_gguf(&open(&w)).unwrap();
+    assert_eq!((tok.bos(), tok.eos()), (Some(1), None));
+    assert!(tok.is_eog(2), "</s> still ends generation by its text");
+}
+
+/// A BOS / EOS outside the vocabulary that the file asks to add is an error naming both keys.
+#[test]
+fn out_of_range_id_the_file_asks_for_is_an_error() {
+    let n = BPE_VOCAB;
+    for (id_key, add_key) in [
+        (
+            "tokenizer.ggml.bos_token_id",
+            "tokenizer.ggml.add_bos_token",
+        ),
+        (
+            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.add_eos_token",
+        ),
+    ] {
+        let mut w = bpe_writer("gpt-2");
+        w.add(id_key, Value::U32(70_000))
+            .add(add_key, Value::Bool(true));
+        let e = match Tokenizer::from_gguf(&open(&w)) {
+            Ok(_) => panic!("{id_key}: expected an error"),
+            Err(e) => e,
+        };
+        assert!(
+            matches!(&e, TokenizerError::IdOutOfRange { key, id: 70_000, n_vocab, .. }
+                if key == id_key && *n_vocab == n as usize),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "synthetic.gguf: {id_key} = 70000 is outside the vocabulary of {n} tokens, \
+                 and {add_key} = true asks for that token"
+            )
+        );
+        // Without the request it is only a warning.
+        w.add(add_key, Value::Bool(false));
+        let tok = Tokenizer::from_gguf(&open(&w)).unwrap();
+        assert_eq!(tok.warnings(), [warning(id_key, 70_000, n as usize)]);
+        assert!(!tok.add_bos() && !tok.add_eos());
+    }
+    // SentencePiece adds BOS by default: a bad BOS there is a warning (the file does not ask).
+    let mut w = spm_writer();
+    w.add("tokenizer.ggml.bos_token_id", Value::U32(279));
+    assert_eq!(Tokenizer::from_gguf(&open(&w)).unwrap().warnings().len(), 1);
+    w.add("tokenizer.ggml.add_bos_token", Value::Bool(true));
+    assert!(matches!(
+        Tokenizer::from_gguf(&open(&w)),
+        Err(TokenizerError::IdOutOfRange { .. })
+    ));
+}
+
+#[test]
+fn special_id_of_the_wrong_type_is_an_error() {
+    for key in [
+        "tokenizer.ggml.padding_token_id",
+        "tokenizer.ggml.unknown_token_id",
+    ] {
+        let mut w = bpe_writer("gpt-2");
+        w.add(key, Value::I32(-1));
+        match Tokenizer::from_gguf(&open(&w)) {
+            Ok(_) => panic!("{key}: expected an error"),
+            Err(e) => assert!(e.to_string().contains(key), "{e}"),
+        }
+    }
+}
+
+/// A merge that is not two non-empty pieces around one space is an error naming its index.
+#[test]
+fn malformed_merges_are_errors() {
+    let good = [
+        "h e", "l l", "he ll", "hell o", "Ġ w", "o r", "Ġw or", "l d", "Ġwor ld", "1 2", "12 3",
+    ];
+    for bad in [
+        "a  b",
+        "ab",
+        " a",
+        "a ",
+        "a b c",
+        "",
+        " ",
+        "  ",
+        "a\u{3000}b",
+    ] {
+        // "a\u{3000}b": an ideographic space is not the separator.
+        let mut merges = good.to_vec();
+        merges.insert(4, bad);
+        let mut w = bpe_writer("gpt-2");
+        w.add("tokenizer.ggml.merges", strs(&merges));
+        let e = match Tokenizer::from_gguf(&open(&w)) {
+            Ok(_) => panic!("{bad:?}: expected an error"),
+            Err(e) => e,
+        };
+        assert!(
+            matches!(&e, TokenizerError::BadMerge { index: 4, entry, .. } if entry == bad),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "synthetic.gguf: tokenizer.ggml.merges[4] = {bad:?}: expected two pieces \
+                 separated by one space"
+            )
+        );
+    }
+    // The example of the issue, verbatim.
+    let mut w = bpe_writer("gpt-2");
+    w.add("tokenizer.ggml.merges", strs(&["h e", "a  b"]));
+    let e = Tokenizer::from_gguf(&open(&w)).err().unwrap();
+    assert!(
+        e.to_string().ends_with(
+            r#"tokenizer.ggml.merges[1] = "a  b": expected two pieces separated by one space"#
+        ),
+        "{e}"
+    );
+    // Pieces that are not tokens are still well-formed rules (they never apply).
+    let mut w = bpe_writer("gpt-2");
+    w.add("tokenizer.ggml.merges", strs(&["h e", "x yz", "é ü"]));
+    let tok = Tokenizer::from_gguf(&open(&w)).unwrap();
+    assert_eq!(
+        tok.encode("he", false, false),
+        [tok.token_id("he").unwrap()]
+    );
 }
 
 #[test]
