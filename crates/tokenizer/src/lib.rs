@@ -661,13 +661,6 @@ impl Tokenizer {
         self.eog.get(id as usize).copied().unwrap_or(false)
     }
 
-    /// All end-of-generation ids, ascending.
-    pub fn eog_ids(&self) -> Vec<u32> {
-        (0..self.eog.len() as u32)
-            .filter(|&i| self.eog[i as usize])
-            .collect()
-    }
-
     /// Whether `encode(.., add_special = true, ..)` prepends BOS.
     pub fn add_bos(&self) -> bool {
         self.add_bos && self.bos.is_some()
