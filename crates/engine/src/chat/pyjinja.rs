@@ -932,9 +932,9 @@ fn rewrite_expr(expr: &str) -> String {
     out
 }
 
-/// The byte offset of the `=` of `set x = …` (not `==`, `!=`, `<=`, `>=`), outside strings and
-/// brackets.
-fn top_level_assign(s: &str) -> Option<usize> {
+/// The first byte offset `i` of `s`, outside string literals and at bracket depth 0, where
+/// `hit(bytes, i)` holds (never at a quote or a bracket).
+fn find_top_level(s: &str, hit: impl Fn(&[u8], usize) -> bool) -> Option<usize> {
     let b = s.as_bytes();
     let mut depth = 0i32;
     let mut quote: Option<u8> = None;
@@ -954,19 +954,23 @@ fn top_level_assign(s: &str) -> Option<usize> {
                 b'\'' | b'"' => quote = Some(c),
                 b'(' | b'[' | b'{' => depth += 1,
                 b')' | b']' | b'}' => depth -= 1,
-                b'=' if depth == 0 => {
-                    let prev = if i > 0 { b[i - 1] } else { b' ' };
-                    let next = b.get(i + 1).copied().unwrap_or(b' ');
-                    if !matches!(prev, b'=' | b'!' | b'<' | b'>') && next != b'=' {
-                        return Some(i);
-                    }
-                }
+                _ if depth == 0 && hit(b, i) => return Some(i),
                 _ => {}
             }
         }
         i += 1;
     }
     None
+}
+
+/// The byte offset of the `=` of `set x = …` (not `==`, `!=`, `<=`, `>=`), outside strings and
+/// brackets.
+fn top_level_assign(s: &str) -> Option<usize> {
+    find_top_level(s, |b, i| {
+        let prev = if i > 0 { b[i - 1] } else { b' ' };
+        let next = b.get(i + 1).copied().unwrap_or(b' ');
+        b[i] == b'=' && !matches!(prev, b'=' | b'!' | b'<' | b'>') && next != b'='
+    })
 }
 
 /// The length of a tag's body up to `close`, skipping quoted strings in expressions.
@@ -1030,39 +1034,14 @@ fn rewrite_for(whole: &str, lead: &str, inner: &str, trail: &str) -> String {
 /// Splits `s` at the first occurrence of the word `kw` outside strings and brackets:
 /// (before, after), the keyword itself dropped.
 fn split_top_level_keyword<'a>(s: &'a str, kw: &str) -> Option<(&'a str, &'a str)> {
-    let b = s.as_bytes();
-    let mut depth = 0i32;
-    let mut quote: Option<u8> = None;
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if let Some(q) = quote {
-            if c == b'\\' {
-                i += 2;
-                continue;
-            }
-            if c == q {
-                quote = None;
-            }
-        } else {
-            match c {
-                b'\'' | b'"' => quote = Some(c),
-                b'(' | b'[' | b'{' => depth += 1,
-                b')' | b']' | b'}' => depth -= 1,
-                _ if depth == 0 && b[i..].starts_with(kw.as_bytes()) => {
-                    let before_ok = i > 0 && b[i - 1].is_ascii_whitespace();
-                    let end = i + kw.len();
-                    let after_ok = end == b.len() || !is_ident(b[end]);
-                    if before_ok && after_ok {
-                        return Some((&s[..i], &s[end..]));
-                    }
-                }
-                _ => {}
-            }
-        }
-        i += 1;
-    }
-    None
+    let i = find_top_level(s, |b, i| {
+        let end = i + kw.len();
+        b[i..].starts_with(kw.as_bytes())
+            && i > 0
+            && b[i - 1].is_ascii_whitespace()
+            && (end == b.len() || !is_ident(b[end]))
+    })?;
+    Some((&s[..i], &s[i + kw.len()..]))
 }
 
 fn is_ident(c: u8) -> bool {
