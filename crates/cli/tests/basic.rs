@@ -3,13 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const LUME: &str = env!("CARGO_BIN_EXE_lume");
+mod common;
 
-fn testdata(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata")
-        .join(rel)
-}
+use common::{testdata, LUME};
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("lume-cli-test-{}-{name}", std::process::id()));

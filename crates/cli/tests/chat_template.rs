@@ -1,33 +1,18 @@
 //! `--chat-template`, `--chat-template-file` and `--chat-template-kwargs` on `lume run`,
 //! `lume chat` and `lume serve` (the cached smollm2-135m model), and their errors.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const LUME: &str = env!("CARGO_BIN_EXE_lume");
+mod common;
 
-fn smollm2() -> String {
-    hub::ensure("smollm2-135m")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string()
-}
+use common::*;
 
 fn templates(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/templates")
-        .join(name)
-}
-
-fn lume(args: &[&str]) -> Output {
-    let out = Command::new(LUME).args(args).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.contains("panicked"), "lume {args:?} panicked: {err}");
-    out
+    testdata("templates").join(name)
 }
 
 /// The prompt `lume run --chat` renders for `user` (nothing generated).
@@ -174,23 +159,12 @@ fn bad_template_flags_are_clear_errors() {
 
 #[test]
 fn chat_command_uses_the_override() {
-    use std::io::Write;
     let model = smollm2();
-    let mut child = Command::new(LUME)
-        .args(["chat", "-m", &model, "-n", "2", "--chat-template"])
-        .arg("{% if messages[-1].content == 'stop' %}{{ raise_exception('told to stop') }}{% endif %}{{ messages[-1].content }}")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"Hello\nstop\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let template = "{% if messages[-1].content == 'stop' %}{{ raise_exception('told to stop') }}{% endif %}{{ messages[-1].content }}";
+    let out = lume_with_stdin(
+        &["chat", "-m", &model, "-n", "2", "--chat-template", template],
+        b"Hello\nstop\n",
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(!err.contains("panicked"), "{err}");

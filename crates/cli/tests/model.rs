@@ -2,36 +2,15 @@
 //! Real models come from the cache via `hub::require` (pulled on first use).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const LUME: &str = env!("CARGO_BIN_EXE_lume");
+mod common;
 
-fn testdata(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata")
-        .join(rel)
-}
+use common::*;
 
 fn fixture(rel: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(testdata(rel)).unwrap()).unwrap()
-}
-
-/// A catalogue model; one line naming it and `lume pull` when it is missing and cannot be pulled.
-fn real_model(name: &str) -> PathBuf {
-    hub::require(name).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn smollm2() -> String {
-    real_model("smollm2-135m").to_str().unwrap().to_string()
-}
-
-fn lume(args: &[&str]) -> Output {
-    let out = Command::new(LUME).args(args).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.contains("panicked"), "lume {args:?} panicked: {err}");
-    out
 }
 
 fn ok_json(args: &[&str]) -> Value {
@@ -324,23 +303,11 @@ fn chat_flag_on_a_model_without_template_is_a_clear_error() {
 
 #[test]
 fn chat_command_answers_each_line() {
-    use std::io::Write;
-    use std::process::Stdio;
     let model = smollm2();
-    let mut child = Command::new(LUME)
-        .args(["chat", "-m", &model, "--temp", "0", "-n", "6"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"Hello!\nWhat is 2+2?\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = lume_with_stdin(
+        &["chat", "-m", &model, "--temp", "0", "-n", "6"],
+        b"Hello!\nWhat is 2+2?\n",
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -482,11 +449,9 @@ fn run_on_incomplete_models_names_file_and_key_or_tensor() {
 
 #[test]
 fn run_reads_the_prompt_from_stdin() {
-    use std::io::Write;
-    use std::process::Stdio;
     let model = testdata("tiny/llama/model.f32.gguf");
-    let mut child = Command::new(LUME)
-        .args([
+    let out = lume_with_stdin(
+        &[
             "run",
             "-m",
             model.to_str().unwrap(),
@@ -495,19 +460,9 @@ fn run_reads_the_prompt_from_stdin() {
             "-n",
             "4",
             "--json",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"It is a truth\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        ],
+        b"It is a truth\n",
+    );
     assert!(
         out.status.success(),
         "{}",

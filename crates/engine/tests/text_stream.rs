@@ -4,6 +4,8 @@
 //! become U+FFFD. (The tokenizer crate had a second stream decoder that only its tests used;
 //! these are those tests.)
 
+mod common;
+
 use engine::text::TextStream;
 use gguf::{GgufFile, GgufWriter, Value, ValueType};
 use serde_json::Value as Json;
@@ -57,7 +59,7 @@ fn byte_vocab(bos: u32) -> Tokenizer {
 }
 
 fn load(model: &str) -> Tokenizer {
-    let path = hub::ensure(model).unwrap_or_else(|e| panic!("model {model} not available: {e}"));
+    let path = common::model_file(model);
     Tokenizer::from_gguf(&GgufFile::open(&path).unwrap()).unwrap()
 }
 
