@@ -131,6 +131,8 @@ pub struct Decoder {
     pub output: Linear,
     /// Width of the dense feed-forwards (0 when every layer is a mixture of experts).
     pub n_ff: usize,
+    /// Width of the gate activations (0 when no layer has a gated feed-forward).
+    pub n_gate: usize,
 }
 
 fn bad(key: String, msg: impl Into<String>) -> ModelError {
@@ -322,6 +324,11 @@ impl Decoder {
             });
         }
         let n_ff = if any_dense { hp.n_ff } else { 0 };
+        let any_gated = desc
+            .layers
+            .iter()
+            .any(|b| matches!(b.ffn, FfnKind::Gated { .. }));
+        let n_gate = if any_gated { hp.n_ff } else { 0 };
         Ok(Decoder {
             hp,
             desc,
@@ -333,6 +340,7 @@ impl Decoder {
             output_norm,
             output,
             n_ff,
+            n_gate,
         })
     }
 }
@@ -573,7 +581,7 @@ impl Architecture for Decoder {
         }
         let (qd, kd, vd) = (hp.q_dim(), hp.k_dim(), hp.v_dim());
         let od = hp.n_head * hp.head_dim_v;
-        let ff = self.n_ff;
+        let (ff, gf) = (self.n_ff, self.n_gate);
         grow(&mut s.x, n * d);
         grow(&mut s.xn, n * d);
         grow(&mut s.q, n * qd);
@@ -581,7 +589,7 @@ impl Architecture for Decoder {
         grow(&mut s.v, n * vd);
         grow(&mut s.att, n * od);
         grow(&mut s.proj, n * d);
-        grow(&mut s.gate, n * ff);
+        grow(&mut s.gate, n * gf);
         grow(&mut s.up, n * ff);
         if s.rope.len() < self.ropes.len() {
             s.rope.resize_with(self.ropes.len(), Default::default);
@@ -594,7 +602,7 @@ impl Architecture for Decoder {
         let v = &mut s.v[..n * vd]; // [n, v_dim]
         let att = &mut s.att[..n * od]; // [n, n_head*head_dim_v]
         let proj = &mut s.proj[..n * d]; // [n, n_embd]
-        let gate = &mut s.gate[..n * ff]; // [n, n_ff]
+        let gate = &mut s.gate[..n * gf]; // [n, n_ff] (gated layers only)
         let up = &mut s.up[..n * ff]; // [n, n_ff]
                                       // Slot lengths after this batch (filled by the batch validation): bidirectional ends.
         let ends = &s.next_pos[..];
