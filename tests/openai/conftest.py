@@ -6,6 +6,8 @@ Two servers, both on 127.0.0.1 with a free port picked at start:
   --api-key test-key-123`, started once per session (first test that uses it).
 * `base_server`: `lume serve -m gemma3-270m` (a base model without a chat template), no key,
   started only when a test asks for it.
+* `qwen_server`, `embed_server`, `rerank_server`: one model each, started on demand;
+  test_multi_model.py starts its own servers without `-m` (every cached model by name).
 
 The binary comes from env `LUME_BIN` (default `target/release/lume` under the repo root).
 Server output goes to `target/openai-tests/<name>.log`; its tail is attached to every failing
@@ -73,6 +75,8 @@ class Server:
     name: str
     args: list[str]
     api_key: str | None = None
+    # Extra environment variables for the server process (e.g. LUME_CACHE_DIR).
+    env: dict[str, str] = field(default_factory=dict)
     url: str = ""
     port: int = 0
     log_path: Path = Path()
@@ -97,6 +101,7 @@ class Server:
         log.flush()
         env = dict(os.environ)
         env.pop("LUME_API_KEY", None)  # only the keys given on the command line
+        env.update(self.env)
         self.proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO_ROOT,
             env=env,
@@ -171,6 +176,21 @@ def pytest_runtest_makereport(item, call):
             )
 
 
+def unkeyed_client(s: Server) -> openai.OpenAI:
+    """The official client for server `s` (no key configured there)."""
+    return openai.OpenAI(
+        base_url=f"{s.url}/v1", api_key="unused", timeout=REQUEST_TIMEOUT_S, max_retries=0,
+    )
+
+
+def running(name: str, args: list[str], env: dict[str, str] | None = None):
+    """A started `Server` for a session fixture (stopped when the fixture ends)."""
+    s = Server(name=name, args=args, env=env or {})
+    s.start()
+    yield s
+    s.stop()
+
+
 @pytest.fixture(scope="session")
 def server():
     s = Server(
@@ -191,10 +211,7 @@ def server():
 
 @pytest.fixture(scope="session")
 def base_server():
-    s = Server(name="gemma3", args=["-m", BASE_MODEL, "--threads", "2", "--ctx-size", "1024"])
-    s.start()
-    yield s
-    s.stop()
+    yield from running("gemma3", ["-m", BASE_MODEL, "--threads", "2", "--ctx-size", "1024"])
 
 
 @pytest.fixture(scope="session")
@@ -225,13 +242,64 @@ def anon(server):
 
 @pytest.fixture(scope="session")
 def base_client(base_server) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=f"{base_server.url}/v1", api_key="unused", timeout=REQUEST_TIMEOUT_S,
-        max_retries=0,
-    )
+    return unkeyed_client(base_server)
 
 
 @pytest.fixture(scope="session")
 def base_http(base_server):
     with httpx.Client(base_url=base_server.url, timeout=REQUEST_TIMEOUT_S) as c:
+        yield c
+
+
+TOOL_MODEL = "qwen2.5-coder-0.5b"
+
+
+@pytest.fixture(scope="session")
+def qwen_server():
+    """qwen2.5-coder-0.5b: a chat template with a tools section (structured output, tools)."""
+    yield from running(
+        "qwen2.5", ["-m", TOOL_MODEL, "--parallel", "4", "--ctx-size", "4096", "--threads", "2"])
+
+
+@pytest.fixture(scope="session")
+def qwen_client(qwen_server) -> openai.OpenAI:
+    return unkeyed_client(qwen_server)
+
+
+@pytest.fixture(scope="session")
+def qwen_http(qwen_server):
+    with httpx.Client(base_url=qwen_server.url, timeout=REQUEST_TIMEOUT_S) as c:
+        yield c
+
+
+EMBED_MODEL = "minilm-l6"
+
+
+@pytest.fixture(scope="session")
+def embed_server():
+    """all-MiniLM-L6-v2 (an encoder: /v1/embeddings only)."""
+    yield from running("minilm", ["-m", EMBED_MODEL, "--threads", "2"])
+
+
+@pytest.fixture(scope="session")
+def embed_client(embed_server) -> openai.OpenAI:
+    return unkeyed_client(embed_server)
+
+
+@pytest.fixture(scope="session")
+def embed_http(embed_server):
+    with httpx.Client(base_url=embed_server.url, timeout=REQUEST_TIMEOUT_S) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def rerank_server():
+    """The tiny random-weight BertForSequenceClassification of testdata/encoders/rerank."""
+    yield from running(
+        "rerank", ["-m", str(REPO_ROOT / "testdata" / "encoders" / "rerank"), "--threads", "2"])
+
+
+@pytest.fixture(scope="session")
+def rerank_http(rerank_server):
+    with httpx.Client(base_url=rerank_server.url, timeout=REQUEST_TIMEOUT_S) as c:
         yield c

@@ -1,4 +1,4 @@
-//! `lume run` and `lume chat`.
+//! `lume run`, and the model, sampling and loading flags it shares with `lume chat`.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
@@ -8,6 +8,7 @@ use clap::Args;
 use engine::{ChatMessage, Engine, EngineOptions, GenerateParams, GenerateStats, SamplerConfig};
 use serde::Serialize;
 
+use crate::constrain::ConstraintArgs;
 use crate::template::TemplateArgs;
 use crate::ModelArg;
 
@@ -54,7 +55,10 @@ pub struct LoadArgs {
     /// Context size in tokens (default: the model's, capped at 4096).
     #[arg(short = 'c', long = "ctx-size")]
     pub ctx: Option<usize>,
-    /// KV cache element type: f16 (half the memory, as llama.cpp's default) or f32 (exact).
+    /// KV cache element type: f16 (half the memory, as llama.cpp's default), f32 (exact), or
+    /// the 32-value blocks q8_0 (8.5 bits a value) and q4_0 (4.5 bits), like llama.cpp's
+    /// `-ctk`/`-ctv` (head sizes must be multiples of 32). q8_0 holds the reference accuracy
+    /// on smollm2 but not on qwen2.5; q4_0 on neither (docs/PERFORMANCE.md).
     #[arg(long = "kv-type", value_enum, default_value_t = KvTypeArg::F16)]
     pub kv_type: KvTypeArg,
 }
@@ -64,6 +68,10 @@ pub struct LoadArgs {
 pub enum KvTypeArg {
     F16,
     F32,
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q4_0")]
+    Q4_0,
 }
 
 impl From<KvTypeArg> for engine::KvType {
@@ -71,6 +79,8 @@ impl From<KvTypeArg> for engine::KvType {
         match k {
             KvTypeArg::F16 => engine::KvType::F16,
             KvTypeArg::F32 => engine::KvType::F32,
+            KvTypeArg::Q8_0 => engine::KvType::Q8_0,
+            KvTypeArg::Q4_0 => engine::KvType::Q4_0,
         }
     }
 }
@@ -110,22 +120,8 @@ pub struct RunArgs {
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Args, Clone, Debug)]
-pub struct ChatArgs {
     #[command(flatten)]
-    pub load: LoadArgs,
-    /// Most tokens per answer.
-    #[arg(short = 'n', long, default_value_t = 1024)]
-    pub max_tokens: usize,
-    #[command(flatten)]
-    pub sampling: SamplingArgs,
-    /// System message.
-    #[arg(long)]
-    pub system: Option<String>,
-    #[command(flatten)]
-    pub template: TemplateArgs,
+    pub constraint: ConstraintArgs,
 }
 
 impl SamplingArgs {
@@ -198,17 +194,19 @@ fn stop_name(s: &GenerateStats) -> String {
         MaxTokens => "limit",
         Callback => "callback",
         ContextFull => "context_full",
+        GrammarEnd => "grammar_end",
     }
     .to_string()
 }
 
-fn params(a: &RunArgs) -> GenerateParams {
-    GenerateParams {
+fn params(a: &RunArgs, eng: &Engine) -> Result<GenerateParams> {
+    Ok(GenerateParams {
         max_tokens: a.max_tokens,
         sampler: a.sampling.config(),
         stop: a.stop.clone(),
         logprobs: a.logprobs.unwrap_or(0),
-    }
+        constraint: a.constraint.compile(eng)?,
+    })
 }
 
 fn print_stats(s: &GenerateStats) {
@@ -250,7 +248,7 @@ fn run_ids(eng: &mut Engine, ids: &[u32], a: &RunArgs) -> Result<RunJson> {
         }
     }
     if a.max_tokens > 0 {
-        let p = params(a);
+        let p = params(a, eng)?;
         eng.generate(ids, &p, |ev| {
             out.ids.push(ev.id);
             if n_lp > 0 {
@@ -329,7 +327,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
     if ids.is_empty() {
         bail!("the prompt is empty");
     }
-    let p = params(a);
+    let p = params(a, &eng)?;
     let n_lp = a.logprobs.unwrap_or(0);
 
     if a.json {
@@ -386,86 +384,6 @@ pub fn run(a: &RunArgs) -> Result<()> {
     }
     writeln!(stdout)?;
     print_stats(&stats);
-    Ok(())
-}
-
-/// `lume chat`: read user lines, answer each with the whole conversation as context.
-pub fn chat(a: &ChatArgs) -> Result<()> {
-    let path = a.load.model.path()?;
-    let tmpl = a.template.template(&gguf::GgufFile::open(&path)?)?;
-    let mut eng = load_engine(&path, a.load.threads, a.load.ctx, a.load.kv_type)?;
-    let mut msgs: Vec<ChatMessage> = Vec::new();
-    if let Some(sys) = &a.system {
-        msgs.push(ChatMessage::new("system", sys.as_str()));
-    }
-    let base = msgs.len();
-    let interactive = std::io::stdin().is_terminal();
-    if interactive {
-        eprintln!("lume chat: type a message and press Enter; /reset clears the conversation, /exit or Ctrl-D quits.");
-    }
-    let p = GenerateParams {
-        max_tokens: a.max_tokens,
-        sampler: a.sampling.config(),
-        ..GenerateParams::default()
-    };
-    let stdin = std::io::stdin();
-    let mut line = String::new();
-    let mut stdout = std::io::stdout();
-    loop {
-        if interactive {
-            eprint!("> ");
-        }
-        line.clear();
-        if stdin.read_line(&mut line)? == 0 {
-            break;
-        }
-        let input = line.trim_end_matches(['\n', '\r']);
-        match input.trim() {
-            "" => continue,
-            "/exit" | "/quit" => break,
-            "/reset" => {
-                msgs.truncate(base);
-                eprintln!("(conversation cleared)");
-                continue;
-            }
-            _ => {}
-        }
-        msgs.push(ChatMessage::new("user", input));
-        let text = tmpl.render(&msgs, true)?;
-        let ids = eng.tokenize(&text, true, true);
-        let mut answer = String::new();
-        let mut io_err = None;
-        let stats = eng.generate(&ids, &p, |ev| {
-            answer.push_str(ev.text);
-            match stdout
-                .write_all(ev.text.as_bytes())
-                .and_then(|_| stdout.flush())
-            {
-                Ok(()) => true,
-                Err(e) => {
-                    io_err = Some(e);
-                    false
-                }
-            }
-        });
-        let stats = match stats {
-            Ok(s) => s,
-            Err(engine::EngineError::ContextTooLong { .. }) => {
-                eprintln!("(the conversation no longer fits in the context; /reset to start over)");
-                msgs.pop();
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(e) = io_err {
-            return Err(e.into());
-        }
-        writeln!(stdout)?;
-        if interactive {
-            print_stats(&stats);
-        }
-        msgs.push(ChatMessage::new("assistant", answer.trim()));
-    }
     Ok(())
 }
 

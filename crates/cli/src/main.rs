@@ -4,9 +4,16 @@
 //! - `main.rs`: the argument structs (clap derive) and dispatch; errors are printed on one line
 //!   (`error: context: cause`) with a non-zero exit status, never a panic or backtrace.
 //! - [`inspect`]: `lume inspect` (metadata and tensor table).
-//! - [`generate`]: `lume run` (text, chat, machine-readable `--json` modes) and `lume chat`.
+//! - [`generate`]: `lume run` (text, chat, machine-readable `--json` modes), and the loading and
+//!   sampling flags shared with `lume chat`.
+//! - [`chat`]: `lume chat`, a REPL (rustyline line editing and history on a terminal, plain
+//!   lines on piped stdin; `/set`, `/system`, `/save`, `/load`, ...; Ctrl-C stops a reply).
 //! - [`tokenize`]: `lume tokenize`.
+//! - [`embed`]: `lume embed` (sentence embeddings, JSON or one vector per line).
+//! - [`rerank`]: `lume rerank` (cross-encoder relevance scores, JSON).
 //! - [`mod@bench`]: `lume bench` (prompt processing and generation speed, llama-bench style).
+//! - [`perplexity`]: `lume perplexity` (PPL and KL divergence of a text, llama-perplexity's method).
+//! - [`encode_prompt`]: `lume encode-prompt` (CLIP text encoders of a diffusion pipeline).
 //! - [`serve`]: `lume serve` (the OpenAI-compatible HTTP server of the `server` crate).
 //! - [`template`]: `--chat-template`, `--chat-template-file`, `--chat-template-kwargs` (run,
 //!   chat, serve).
@@ -15,8 +22,14 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod chat;
+mod constrain;
+mod embed;
+mod encode_prompt;
 mod generate;
 mod inspect;
+mod perplexity;
+mod rerank;
 mod serve;
 mod template;
 mod tokenize;
@@ -43,18 +56,26 @@ struct Cli {
 enum Cmd {
     /// Generate text from a prompt (pulls the model first when needed).
     Run(generate::RunArgs),
-    /// Interactive multi-turn chat on stdin/stdout.
-    Chat(generate::ChatArgs),
+    /// Interactive multi-turn chat (a REPL on a terminal; one message per line when piped).
+    Chat(chat::ChatArgs),
     /// Show a GGUF file's metadata and tensors.
     Inspect(ModelArg),
     /// Show the token ids and pieces of a text.
     Tokenize(tokenize::TokenizeArgs),
+    /// Sentence embeddings of texts (arguments or stdin lines).
+    Embed(embed::EmbedArgs),
+    /// Relevance scores of documents for a query (a cross-encoder reranker).
+    Rerank(rerank::RerankArgs),
     /// Download catalogue models into the cache.
     Pull(PullArgs),
     /// Measure prompt-processing and generation speed.
     Bench(bench::BenchArgs),
-    /// Serve the model over an OpenAI-compatible HTTP API.
+    /// Perplexity of a text file (llama-perplexity's method) and KL divergence against a base.
+    Perplexity(perplexity::PerplexityArgs),
+    /// Serve models over an OpenAI-compatible HTTP API (one with -m, else several by name).
     Serve(serve::ServeArgs),
+    // The help text is EncodePromptArgs' doc comment (it lists the tensor names).
+    EncodePrompt(encode_prompt::EncodePromptArgs),
 }
 
 /// `-m/--model`: a GGUF path or a catalogue name.
@@ -86,7 +107,7 @@ fn pull(args: &PullArgs) -> Result<()> {
     if args.list {
         writeln!(out, "{:20} {:>10}  {:8} file", "name", "MB", "cached")?;
         for e in hub::CATALOGUE {
-            let cached = hub::cached_path(e).is_file();
+            let cached = hub::cached_path(e).exists();
             let default = if e.name == hub::DEFAULT_MODEL {
                 " (default)"
             } else {
@@ -133,15 +154,19 @@ fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Run(a) => generate::run(&a),
-        Cmd::Chat(a) => generate::chat(&a),
+        Cmd::Chat(a) => chat::run(&a),
         Cmd::Inspect(m) => {
             let path = m.path()?;
             inspect::run(&path, &mut std::io::stdout().lock())
         }
         Cmd::Tokenize(a) => tokenize::run(&a),
+        Cmd::Embed(a) => embed::run(&a),
+        Cmd::Rerank(a) => rerank::run(&a),
         Cmd::Pull(a) => pull(&a),
         Cmd::Bench(a) => bench::run(&a),
+        Cmd::Perplexity(a) => perplexity::run(&a),
         Cmd::Serve(a) => serve::run(&a),
+        Cmd::EncodePrompt(a) => encode_prompt::run(&a),
     }
 }
 

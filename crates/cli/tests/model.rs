@@ -283,6 +283,116 @@ fn bench_json_on_tiny_model() {
     }
 }
 
+/// llama-bench's lists: every (kv type, threads, depth, test) combination is one row, in that
+/// nesting order, with `n_depth`, `type_k`/`type_v`, `samples_ns` and the model fields.
+#[test]
+fn bench_lists_and_depths_on_tiny_model() {
+    let model = testdata("tiny/llama/model.f32.gguf");
+    let got = ok_json(&[
+        "bench",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        "8,16",
+        "-n",
+        "3",
+        "-d",
+        "0,20",
+        "-t",
+        "1,2",
+        "--kv-type",
+        "f16,f32",
+        "-r",
+        "2",
+        "--json",
+    ]);
+    let rows = got.as_array().unwrap();
+    assert_eq!(rows.len(), 2 * 2 * 2 * 3, "{got}");
+    let mut i = 0;
+    for kv in ["f16", "f32"] {
+        for t in [1, 2] {
+            for d in [0, 20] {
+                for (test, p, n) in [("pp8", 8, 0), ("pp16", 16, 0), ("tg3", 0, 3)] {
+                    let r = &rows[i];
+                    let name = if d == 0 {
+                        test.to_string()
+                    } else {
+                        format!("{test} @ d{d}")
+                    };
+                    assert_eq!(r["test"], name.as_str(), "row {i}: {r}");
+                    assert_eq!(r["n_prompt"], p);
+                    assert_eq!(r["n_gen"], n);
+                    assert_eq!(r["n_depth"], d);
+                    assert_eq!(r["n_threads"], t);
+                    assert_eq!(r["type_k"], kv);
+                    assert_eq!(r["type_v"], kv);
+                    assert_eq!(r["model_filename"], "model.f32.gguf");
+                    assert!(r["model_n_params"].as_u64().unwrap() > 0);
+                    assert_eq!(r["samples_ns"].as_array().unwrap().len(), 2);
+                    assert!(r["avg_ns"].as_u64().unwrap() > 0);
+                    assert!(r["avg_ts"].as_f64().unwrap() > 0.0);
+                    i += 1;
+                }
+            }
+        }
+    }
+    // A depth past the model's context is a clear error, and lists are refused where one
+    // value is taken.
+    let out = lume(&[
+        "bench",
+        "-m",
+        model.to_str().unwrap(),
+        "-d",
+        "100000",
+        "-r",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    let out = lume(&[
+        "bench",
+        "-m",
+        model.to_str().unwrap(),
+        "--parallel",
+        "2",
+        "-p",
+        "8,16",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("-p/--n-prompt"),
+        "{err}"
+    );
+}
+
+/// `--kv-type q8_0` on a model whose heads are not multiples of 32 (the tiny llama's are 16)
+/// is one clear line asking for f16/f32.
+#[test]
+fn quantized_kv_on_small_heads_is_a_clear_error() {
+    let model = testdata("tiny/llama/model.f32.gguf");
+    for kv in ["q8_0", "q4_0"] {
+        let out = lume(&[
+            "bench",
+            "-m",
+            model.to_str().unwrap(),
+            "-p",
+            "8",
+            "-n",
+            "0",
+            "-r",
+            "1",
+            "--kv-type",
+            kv,
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains("blocks of 32") && err.contains("f16 or f32"),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn chat_flag_on_a_model_without_template_is_a_clear_error() {
     let gemma = real_model("gemma3-270m");

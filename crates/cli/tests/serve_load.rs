@@ -13,6 +13,8 @@
 //!
 //! Every loop is bounded in count and time; the server is killed if the test fails.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,33 +38,13 @@ impl Drop for Server {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
-            if std::thread::panicking() {
-                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                eprintln!("--- server log (last lines) ---");
-                for l in tail.iter().rev() {
-                    eprintln!("{l}");
-                }
-            }
+            common::print_log_if_panicking(&self.log);
         }
     }
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
 fn start(args: &[&str]) -> Server {
-    let port = free_port();
+    let port = common::free_port();
     let log = std::env::temp_dir().join(format!("lume-serve-load-{port}.log"));
     let out = std::fs::File::create(&log).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_lume"))
@@ -78,7 +60,7 @@ fn start(args: &[&str]) -> Server {
         base: format!("http://127.0.0.1:{port}"),
         log,
     };
-    let a = agent(Duration::from_secs(5));
+    let a = common::agent(Duration::from_secs(5));
     let t0 = Instant::now();
     loop {
         if let Ok(r) = a.get(format!("{}/health", srv.base)).call() {
@@ -125,7 +107,7 @@ fn chat_body(prompt: &str, max_tokens: usize, ban_eog: bool) -> Value {
 
 /// Streams `body` to the chat route; `stop_after` chunks ends early (dropping the connection).
 fn stream(base: &str, body: &Value, stop_after: Option<usize>) -> Streamed {
-    let a = agent(Duration::from_secs(120));
+    let a = common::agent(Duration::from_secs(120));
     let resp = a
         .post(format!("{base}/v1/chat/completions"))
         .header("content-type", "application/json")
@@ -179,7 +161,7 @@ fn stream(base: &str, body: &Value, stop_after: Option<usize>) -> Streamed {
 }
 
 fn get_json(base: &str, path: &str) -> Value {
-    let mut r = agent(Duration::from_secs(10))
+    let mut r = common::agent(Duration::from_secs(10))
         .get(format!("{base}{path}"))
         .call()
         .unwrap();
@@ -196,7 +178,7 @@ fn metric(text: &str, name: &str) -> f64 {
 }
 
 fn metrics(base: &str) -> String {
-    let mut r = agent(Duration::from_secs(10))
+    let mut r = common::agent(Duration::from_secs(10))
         .get(format!("{base}/metrics"))
         .call()
         .unwrap();
@@ -274,7 +256,7 @@ fn serve_under_load() {
     let monitor = {
         let (base, stop) = (base.clone(), Arc::clone(&stop));
         std::thread::spawn(move || {
-            let a = agent(Duration::from_secs(5));
+            let a = common::agent(Duration::from_secs(5));
             let mut polls = 0;
             let t0 = Instant::now();
             while !stop.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(300) {
@@ -361,7 +343,7 @@ fn serve_under_load() {
     // 4. Chunked prefill: three streams keep their pace while a long prompt is read.
     let long = "Every morning the baker opened the shop and swept the floor. ".repeat(150);
     let n_long = {
-        let mut r = agent(Duration::from_secs(10))
+        let mut r = common::agent(Duration::from_secs(10))
             .post(format!("{base}/tokenize"))
             .send(json!({ "content": long }).to_string())
             .unwrap();
@@ -382,7 +364,7 @@ fn serve_under_load() {
     .collect();
     std::thread::sleep(Duration::from_millis(1500));
     let t_long = Instant::now();
-    let mut r = agent(Duration::from_secs(120))
+    let mut r = common::agent(Duration::from_secs(120))
         .post(format!("{base}/v1/completions"))
         .send(json!({"prompt": long, "max_tokens": 1, "temperature": 0}).to_string())
         .unwrap();

@@ -30,8 +30,9 @@ impl ModelBackend {
         let path = file.path().to_path_buf();
         let model = Model::from_gguf(file).map_err(|e| model_err(&path, e))?;
         let n_ctx = context_size(&model, opts.n_ctx, &path)?;
+        // Sliding-window layers (gemma2/3) keep a ring of their window instead of n_ctx rows.
         let cache = model
-            .new_cache_typed(1, n_ctx, opts.kv_type)
+            .new_cache_windowed(1, n_ctx, opts.kv_type)
             .map_err(|e| model_err(&path, e))?;
         Ok(ModelBackend {
             model,
@@ -40,6 +41,11 @@ impl ModelBackend {
             chunk_logits: Vec::new(),
             path,
         })
+    }
+
+    /// Whether the cache can go back to `pos` keeping everything before it.
+    pub fn can_rewind(&self, pos: usize) -> bool {
+        pos <= self.cache.len(SLOT) && self.cache.can_truncate(SLOT, pos)
     }
 
     pub fn model(&self) -> &Model {
@@ -97,10 +103,15 @@ impl Forward for ModelBackend {
         self.cache.n_ctx()
     }
 
-    fn truncate(&mut self, pos: usize) {
-        let len = self.cache.len(SLOT).min(pos);
-        // Cannot fail: the slot exists and `len` is at most its length.
+    fn truncate(&mut self, pos: usize) -> usize {
+        let mut len = self.cache.len(SLOT).min(pos);
+        if !self.cache.can_truncate(SLOT, len) {
+            // A ring has overwritten the window before `len`: start again from nothing.
+            len = 0;
+        }
+        // Cannot fail: the slot exists, `len` is at most its length and reachable.
         let _ = self.cache.truncate(SLOT, len);
+        len
     }
 
     fn forward(

@@ -4,12 +4,17 @@ use std::path::Path;
 
 use gguf::GgufFile;
 use sampling::{Sampler, SamplerConfig};
+use std::sync::Arc;
+
+use grammar::{Constraint, Spec};
 use tokenizer::Tokenizer;
+
+use crate::guided::GrammarCell;
 
 use crate::backend::ModelBackend;
 use crate::chat::ChatTemplate;
 use crate::options::EngineOptions;
-use crate::session::{Forward, GenerateStats, LoopParams, Session, TokenEvent, Vocab};
+use crate::session::{Forward, GenerateStats, LoopParams, Picker, Session, TokenEvent, Vocab};
 use crate::EngineError;
 
 /// What to generate.
@@ -22,6 +27,9 @@ pub struct GenerateParams {
     pub stop: Vec<String>,
     /// Report the top-N log-probabilities of each step (0 = none).
     pub logprobs: usize,
+    /// The output must fit this grammar (compiled with [`Engine::compile`] or
+    /// [`crate::Scheduler::compile`]); generation ends where the grammar does.
+    pub constraint: Option<Constraint>,
 }
 
 impl Default for GenerateParams {
@@ -31,13 +39,15 @@ impl Default for GenerateParams {
             sampler: SamplerConfig::default(),
             stop: Vec::new(),
             logprobs: 0,
+            constraint: None,
         }
     }
 }
 
 /// A loaded model ready to generate.
 pub struct Engine {
-    tokenizer: Tokenizer,
+    tokenizer: Arc<Tokenizer>,
+    grammars: GrammarCell,
     backend: ModelBackend,
     session: Session,
     batch: usize,
@@ -75,7 +85,8 @@ impl Engine {
         let tokenizer = Tokenizer::from_gguf(&file)?;
         let backend = ModelBackend::load(file, &opts)?;
         Ok(Engine {
-            tokenizer,
+            tokenizer: Arc::new(tokenizer),
+            grammars: GrammarCell::default(),
             backend,
             session: Session::default(),
             batch: opts.batch.max(1),
@@ -94,6 +105,13 @@ impl Engine {
 
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
+    }
+
+    /// Compiles a JSON schema, regex or grammar into a constraint for
+    /// [`GenerateParams::constraint`] (the first call builds the vocabulary's token trie).
+    pub fn compile(&self, spec: &Spec) -> Result<Constraint, EngineError> {
+        self.grammars
+            .compile(&self.tokenizer, self.backend.n_vocab(), spec)
     }
 
     pub fn n_vocab(&self) -> usize {
@@ -145,12 +163,16 @@ impl Engine {
             batch: self.batch,
         };
         let vocab = TokVocab(&self.tokenizer);
+        let mut guide = params.constraint.clone();
         self.session.generate(
             &mut self.backend,
             &vocab,
             prompt,
             &lp,
-            &mut |logits, history| sampler.sample(logits, history),
+            Picker {
+                guide: guide.as_mut(),
+                choose: &mut |logits, history| sampler.sample(logits, history),
+            },
             &mut on_event,
         )
     }
@@ -159,6 +181,12 @@ impl Engine {
     /// after reading `ids[..=i]`.
     pub fn score(&mut self, ids: &[u32], n: usize) -> Result<Vec<Vec<(u32, f32)>>, EngineError> {
         self.session.score(&mut self.backend, ids, n, self.batch)
+    }
+
+    /// Whether [`Engine::eval`] at `pos` can keep the cached positions before it (false when
+    /// fewer are cached, or a sliding-window ring has overwritten what lies before `pos`).
+    pub fn can_rewind(&self, pos: usize) -> bool {
+        self.backend.can_rewind(pos)
     }
 
     /// Empties the KV cache.
@@ -181,9 +209,60 @@ impl Engine {
             });
         }
         self.session.forget();
-        self.backend.truncate(pos0);
+        let kept = self.backend.truncate(pos0);
+        if kept != pos0 {
+            return Err(EngineError::Internal {
+                msg: format!(
+                    "eval at position {pos0}: the cache holds {kept} positions there (fewer \
+                     cached, or a sliding-window ring that cannot go back that far)"
+                ),
+            });
+        }
         let logits = self.session.logits_mut();
         self.backend.forward(tokens, pos0, false, logits)?;
         Ok(&self.session.logits_mut()[..])
+    }
+
+    /// Perplexity (and KL divergence) of `tokens` (the whole text, tokenized once with
+    /// [`Engine::tokenize`]`(text, true, false)`), chunk by chunk; `progress` sees each chunk.
+    pub fn perplexity(
+        &mut self,
+        tokens: &[u32],
+        params: &crate::perplexity::PerplexityParams,
+        kl: crate::perplexity::KlMode,
+        progress: &mut dyn FnMut(&crate::perplexity::ChunkProgress),
+    ) -> Result<crate::perplexity::PerplexityResult, EngineError> {
+        if params.n_ctx > self.backend.n_ctx() {
+            return Err(EngineError::PerplexityInput {
+                msg: format!(
+                    "a context of {} tokens was asked for; the engine was loaded with {}",
+                    params.n_ctx,
+                    self.backend.n_ctx()
+                ),
+            });
+        }
+        let n_vocab = self.backend.n_vocab();
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(EngineError::BadToken { id: bad, n_vocab });
+        }
+        let bos = if self.tokenizer.add_bos() {
+            self.tokenizer.bos()
+        } else {
+            None
+        };
+        self.session.forget();
+        let backend = &mut self.backend;
+        let mut eval = |toks: &[u32], pos0: usize, out: &mut Vec<f32>| {
+            let kept = backend.truncate(pos0);
+            if kept != pos0 {
+                return Err(EngineError::Internal {
+                    msg: format!("perplexity: the cache cannot go back to position {pos0}"),
+                });
+            }
+            backend.forward(toks, pos0, true, out)
+        };
+        let r = crate::perplexity::run(&mut eval, n_vocab, tokens, bos, params, kl, progress);
+        self.session.clear(&mut self.backend);
+        r
     }
 }

@@ -19,6 +19,9 @@ pub enum EngineError {
     Tokenizer(#[from] tokenizer::TokenizerError),
     #[error(transparent)]
     Sampling(#[from] sampling::SamplingError),
+    /// A schema or grammar that does not compile, or a constraint that failed mid-stream.
+    #[error(transparent)]
+    Grammar(#[from] grammar::GrammarError),
     #[error("{path}: the model has no chat template (metadata key 'tokenizer.chat_template'); use a plain prompt instead")]
     NoChatTemplate { path: PathBuf },
     #[error("chat template: {msg}")]
@@ -42,6 +45,19 @@ pub enum EngineError {
     Internal { msg: String },
     #[error("{n_tokens} tokens do not fit in the context of {n_ctx} (use a larger --ctx-size)")]
     ContextTooLong { n_tokens: usize, n_ctx: usize },
+    /// Perplexity: a text or context that cannot be measured.
+    #[error("perplexity: {msg}")]
+    PerplexityInput { msg: String },
+    /// A KL-divergence base file that cannot be read or written.
+    #[error("KL-divergence base file: {msg}")]
+    KldFile { msg: String },
+    /// A base file made for another text, context or vocabulary.
+    #[error("KL-divergence base file does not match this run: {field} is {base} in the file, {current} here")]
+    KldMismatch {
+        field: String,
+        base: String,
+        current: String,
+    },
 }
 
 /// Why a request was not accepted.

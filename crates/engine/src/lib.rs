@@ -29,25 +29,38 @@
 //! - [`scheduler`]: [`Scheduler`] — many requests sharing one model: one loop thread, one
 //!   batch per step from every active sequence (continuous batching, chunked prefill), a
 //!   KV-cache slot per sequence with prefix reuse, a bounded queue; [`metrics`] is what it counts.
+//! - [`embeddings`]: sentence embeddings ([`embeddings::EmbeddingModel`]: an encoder folder, a
+//!   GGUF encoder or decoder) and [`embeddings::EmbedQueue`], which batches concurrent requests.
+//! - [`perplexity`]: perplexity and KL divergence over a text (the llama-perplexity method)
+//!   and the KL-divergence base file.
 //! - [`logprobs`]: top-N log-probabilities of a logits row.
+//! - [`tools`]: OpenAI tool calls: the tool list for the template, the grammar that forces a
+//!   call, and the parser that takes calls out of the generated text.
+//! - Constrained decoding: [`Spec`] → [`Engine::compile`] / [`Scheduler::compile`] →
+//!   [`GenerateParams::constraint`] (the `grammar` crate, on llguidance).
 //! - [`EngineError`]: everything that can fail, naming the file, key or token at fault.
 
 #![forbid(unsafe_code)]
 
 mod backend;
 pub mod chat;
+pub mod embeddings;
 mod engine;
 mod error;
+mod guided;
 pub mod logprobs;
 pub mod metrics;
 pub mod options;
+pub mod perplexity;
 pub mod scheduler;
 pub mod session;
 pub mod text;
+pub mod tools;
 
 pub use chat::{ChatInput, ChatMessage, ChatTemplate};
 pub use engine::{Engine, GenerateParams};
 pub use error::{EngineError, SubmitError};
+pub use grammar::{Constraint, GrammarError, Spec};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use model::KvType;
 pub use options::{EngineOptions, DEFAULT_MAX_CTX};
@@ -57,3 +70,10 @@ pub use scheduler::{
     TokenLogprob,
 };
 pub use session::{GenerateStats, StopReason, TokenEvent};
+
+/// Sets the kernels' worker threads (process-wide; 0 keeps the default).
+pub fn set_kernel_threads(n: usize) {
+    if n > 0 {
+        kernels::set_num_threads(n);
+    }
+}

@@ -31,8 +31,11 @@ use model::{Batch, KvCache, KvType, Model, ModelInfo};
 use sampling::Sampler;
 use tokenizer::Tokenizer;
 
+use grammar::{Constraint, Spec};
+
 use crate::chat::ChatTemplate;
 use crate::error::SubmitError;
+use crate::guided::GrammarCell;
 use crate::logprobs::top_logprobs;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::session::StopReason;
@@ -219,6 +222,7 @@ struct Inner {
     n_ctx: usize,
     n_slots: usize,
     queue_limit: usize,
+    grammars: GrammarCell,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -261,18 +265,22 @@ pub const MAX_TOP_LOGPROBS: usize = 20;
 impl Scheduler {
     /// Loads the model at `path` and starts the loop thread.
     pub fn load(path: impl AsRef<Path>, opts: &SchedulerOptions) -> Result<Scheduler, EngineError> {
+        Scheduler::from_gguf(GgufFile::open(path.as_ref())?, opts)
+    }
+
+    /// [`Scheduler::load`] of a file already open.
+    pub fn from_gguf(file: GgufFile, opts: &SchedulerOptions) -> Result<Scheduler, EngineError> {
         if opts.threads > 0 {
             kernels::set_num_threads(opts.threads);
         }
         kernels::set_batch_invariant(opts.batch_invariant);
-        let file = GgufFile::open(path.as_ref())?;
         let path = file.path().to_path_buf();
         let tokenizer = Tokenizer::from_gguf(&file)?;
         let model = Model::from_gguf(file).map_err(|e| crate::backend::model_err(&path, e))?;
         let n_ctx = crate::backend::context_size(&model, opts.n_ctx, &path)?;
         let n_slots = opts.n_slots.max(1);
         let cache = model
-            .new_cache_typed(n_slots, n_ctx, opts.kv_type)
+            .new_cache_windowed(n_slots, n_ctx, opts.kv_type)
             .map_err(|e| crate::backend::model_err(&path, e))?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -314,6 +322,7 @@ impl Scheduler {
                 n_ctx,
                 n_slots,
                 queue_limit: opts.queue,
+                grammars: GrammarCell::default(),
                 thread: Mutex::new(Some(thread)),
             }),
         })
@@ -348,6 +357,21 @@ impl Scheduler {
 
     pub fn n_slots(&self) -> usize {
         self.inner.n_slots
+    }
+
+    /// Compiles a JSON schema, regex or grammar for [`GenerateParams::constraint`] (the first
+    /// call builds the vocabulary's token trie). Run it off the async runtime: a large schema
+    /// takes milliseconds.
+    pub fn compile(&self, spec: &Spec) -> Result<Constraint, EngineError> {
+        self.inner
+            .grammars
+            .compile(&self.inner.tokenizer, self.info().vocab, spec)
+    }
+
+    /// Builds the vocabulary's token trie now rather than at the first [`Scheduler::compile`]
+    /// (an error is reported by that call instead).
+    pub fn prepare_grammars(&self) {
+        let _ = self.compile(&Spec::Regex(String::new()));
     }
 
     /// Checks a request as [`Scheduler::submit`] would, without queueing it.
@@ -508,6 +532,8 @@ struct Active {
     sink: Sink,
     sampler: Sampler,
     stream: TextStream,
+    /// The request's grammar (taken out of its params), if it has one.
+    constraint: Option<Constraint>,
     /// Next prompt index to evaluate (`== prompt.len()` once the prompt is read).
     next: usize,
     n_cached: usize,
@@ -681,11 +707,15 @@ impl Loop {
         let prompt = &p.req.prompt;
         // Reuse the cached prefix, but evaluate at least the last prompt token (its logits
         // give the first generated token). Prompt log-probabilities need every row.
-        let reuse = if p.req.prompt_logprobs.is_some() {
+        let mut reuse = if p.req.prompt_logprobs.is_some() {
             0
         } else {
             common_prefix(&self.slots[s].cached, prompt).min(prompt.len() - 1)
         };
+        if !self.cache.can_truncate(s, reuse) {
+            // A sliding-window ring has overwritten the window before `reuse`.
+            reuse = 0;
+        }
         self.slots[s].cached.truncate(reuse);
         // Cannot fail: the slot exists and `reuse` is at most its length.
         let _ = self.cache.truncate(s, reuse);
@@ -708,11 +738,14 @@ impl Loop {
             m.queue_time
                 .observe(now.duration_since(p.arrived).as_secs_f64());
         }
+        let mut req = p.req;
+        let constraint = req.params.constraint.take();
         self.slots[s].active = Some(Active {
             id: p.id,
-            sampler: Sampler::new(p.req.params.sampler.clone()),
-            stream: TextStream::new(&p.req.params.stop),
-            req: p.req,
+            constraint,
+            sampler: Sampler::new(req.params.sampler.clone()),
+            stream: TextStream::new(&req.params.stop),
+            req,
             sink,
             next: reuse,
             n_cached: reuse,
@@ -800,9 +833,7 @@ impl Loop {
             .filter(|(s, _)| self.batch.seq_ids.contains(s))
             .count();
         let t0 = Instant::now();
-        let r = self
-            .model
-            .forward(&self.batch, &mut self.cache, &mut self.logits);
+        let r = self.forward();
         let secs = t0.elapsed().as_secs_f64();
         self.learn(n_decode, n_prompt, secs);
         {
@@ -835,6 +866,38 @@ impl Loop {
             }
         }
         self.rows = rows;
+    }
+
+    /// Runs the batch; the grammars of constrained sequences compute their next masks on
+    /// another thread meanwhile.
+    fn forward(&mut self) -> Result<(), model::ModelError> {
+        let Loop {
+            model,
+            cache,
+            batch,
+            logits,
+            slots,
+            ..
+        } = self;
+        let guided = |s: &Slot| {
+            s.active
+                .as_ref()
+                .and_then(|a| a.constraint.as_ref())
+                .is_some_and(|c| !c.ended())
+        };
+        if !slots.iter().any(guided) {
+            return model.forward(batch, cache, logits);
+        }
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                for s in slots.iter_mut() {
+                    if let Some(c) = s.active.as_mut().and_then(|a| a.constraint.as_mut()) {
+                        c.prepare();
+                    }
+                }
+            });
+            model.forward(batch, cache, logits)
+        })
     }
 
     /// Updates the step-cost estimates from a step of `n_decode` decode and `n_prompt` prompt
@@ -914,7 +977,7 @@ impl Loop {
         let pos = self.slots[s].cached.len();
         let a = self.slots[s].active.as_mut().expect("checked");
         let raw = &self.logits[row];
-        let id = if a.req.logit_bias.is_empty() {
+        let id = if a.req.logit_bias.is_empty() && a.constraint.is_none() {
             a.sampler.sample(raw, &a.history)
         } else {
             self.biased.clear();
@@ -924,6 +987,12 @@ impl Loop {
                     *l += b;
                 }
             }
+            if let Some(c) = a.constraint.as_mut() {
+                if let Err(e) = c.apply(&mut self.biased) {
+                    self.fail(s, e.into());
+                    return;
+                }
+            }
             a.sampler.sample(&self.biased, &a.history)
         };
         let logprob = (a.req.params.logprobs > 0 || a.req.prompt_logprobs.is_some())
@@ -931,6 +1000,16 @@ impl Loop {
         let is_eog = self.tok.is_eog(id);
         self.text.clear();
         let hit_stop = !is_eog && a.stream.push(self.tok.token_bytes(id), &mut self.text);
+        let grammar_end = match a.constraint.as_mut() {
+            Some(c) if !is_eog => match c.accept(id) {
+                Ok(end) => end,
+                Err(e) => {
+                    self.fail(s, e.into());
+                    return;
+                }
+            },
+            _ => false,
+        };
         a.n_gen += 1;
         a.history.push(id);
         let now = Instant::now();
@@ -947,6 +1026,7 @@ impl Loop {
         let reason = StopReason::after_token(
             is_eog,
             hit_stop,
+            grammar_end,
             a.n_gen >= a.req.params.max_tokens,
             pos >= n_ctx,
         );
@@ -966,28 +1046,43 @@ impl Loop {
         }
     }
 
-    /// Ends the request of slot `s`; the slot keeps its cache for prefix reuse.
-    fn leave(&mut self, s: usize, why: Leave) {
-        let Some(mut a) = self.slots[s].active.take() else {
+    /// Ends the request of slot `s` with an error (its grammar failed); the slot keeps its cache.
+    fn fail(&mut self, s: usize, e: EngineError) {
+        let Some(mut a) = self.release(s) else {
             return;
         };
+        self.shared.metrics().finished.abort += 1;
+        (a.sink)(Event::Error(e));
+    }
+
+    /// Takes slot `s`'s request out and marks the slot idle (keeping what its cache holds: a
+    /// prompt cut short is still a valid prefix).
+    fn release(&mut self, s: usize) -> Option<Active> {
+        let a = self.slots[s].active.take()?;
         self.slots[s].used = self.step;
-        // A prompt cut short leaves a partial prompt in the slot: still a valid prefix.
         self.shared.running.fetch_sub(1, Ordering::AcqRel);
-        {
-            let mut sl = self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
-            sl[s] = SlotInfo {
-                n_cached: self.slots[s].cached.len(),
-                ..SlotInfo::idle(s)
-            };
-        }
+        let mut sl = self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
+        sl[s] = SlotInfo {
+            n_cached: self.slots[s].cached.len(),
+            ..SlotInfo::idle(s)
+        };
+        Some(a)
+    }
+
+    /// Ends the request of slot `s`; the slot keeps its cache for prefix reuse.
+    fn leave(&mut self, s: usize, why: Leave) {
+        let Some(mut a) = self.release(s) else {
+            return;
+        };
         let now = Instant::now();
         let mut m = self.shared.metrics();
         match why {
             Leave::Cancelled => m.finished.abort += 1,
             Leave::Done(reason) => {
                 match reason {
-                    StopReason::Eog | StopReason::StopString => m.finished.stop += 1,
+                    StopReason::Eog | StopReason::StopString | StopReason::GrammarEnd => {
+                        m.finished.stop += 1
+                    }
                     _ => m.finished.length += 1,
                 }
                 m.e2e.observe(now.duration_since(a.arrived).as_secs_f64());

@@ -8,6 +8,8 @@
 
 use std::time::Instant;
 
+use grammar::Constraint;
+
 use crate::logprobs::top_logprobs;
 use crate::text::TextStream;
 use crate::EngineError;
@@ -17,8 +19,10 @@ pub trait Forward {
     fn n_vocab(&self) -> usize;
     /// Positions the cache holds.
     fn n_ctx(&self) -> usize;
-    /// Forgets cached positions `pos..` (the next forward starts at `pos`).
-    fn truncate(&mut self, pos: usize);
+    /// Forgets cached positions `pos..` and returns where the next forward must start: `pos`
+    /// (or less when fewer are cached), or 0 when the cache cannot go back to `pos` (a
+    /// sliding-window ring that has overwritten the window before it: it is emptied).
+    fn truncate(&mut self, pos: usize) -> usize;
     /// Evaluates `tokens` at positions `pos0..pos0 + tokens.len()`, writing the logits of every
     /// row (`all`) or of the last row only into `logits`: `[rows, n_vocab]`.
     fn forward(
@@ -64,15 +68,18 @@ pub enum StopReason {
     Callback,
     /// The context is full.
     ContextFull,
+    /// The output's grammar (JSON schema, regex, ...) admits nothing more.
+    GrammarEnd,
 }
 
 impl StopReason {
     /// Whether generation ends after a token, in order of precedence: it was an
-    /// end-of-generation token, it completed a stop string, it was the last allowed one, or
-    /// the context has no room to feed it.
+    /// end-of-generation token, it completed a stop string, it completed the output's
+    /// grammar, it was the last allowed one, or the context has no room to feed it.
     pub fn after_token(
         is_eog: bool,
         hit_stop: bool,
+        grammar_end: bool,
         max_reached: bool,
         ctx_full: bool,
     ) -> Option<StopReason> {
@@ -80,6 +87,8 @@ impl StopReason {
             Some(StopReason::Eog)
         } else if hit_stop {
             Some(StopReason::StopString)
+        } else if grammar_end {
+            Some(StopReason::GrammarEnd)
         } else if max_reached {
             Some(StopReason::MaxTokens)
         } else if ctx_full {
@@ -134,6 +143,23 @@ pub struct LoopParams<'a> {
     pub batch: usize,
 }
 
+/// How [`Session::generate`] chooses each token: `choose(logits, history)`, from the logits
+/// masked by `guide` when there is one.
+pub struct Picker<'a> {
+    pub guide: Option<&'a mut Constraint>,
+    pub choose: &'a mut dyn FnMut(&[f32], &[u32]) -> u32,
+}
+
+impl<'a> Picker<'a> {
+    /// Unconstrained.
+    pub fn free(choose: &'a mut dyn FnMut(&[f32], &[u32]) -> u32) -> Picker<'a> {
+        Picker {
+            guide: None,
+            choose,
+        }
+    }
+}
+
 /// Receives the logits of a chunk (`[rows, n_vocab]`) and the index of its first token.
 type RowSink<'a> = &'a mut dyn FnMut(usize, &[f32]);
 
@@ -144,6 +170,8 @@ pub struct Session {
     cached: Vec<u32>,
     /// `[rows, n_vocab]` logits of the last forward.
     logits: Vec<f32>,
+    /// `[n_vocab]`: the last row with the grammar's mask applied.
+    masked: Vec<f32>,
     top: Vec<(u32, f32)>,
     /// Prompt and generated tokens (for repetition penalties).
     history: Vec<u32>,
@@ -189,6 +217,8 @@ impl Session {
     /// Evaluates `ids[from..]` (positions `from..`) in chunks; with `all`, `on_rows` sees each
     /// chunk's logits with the index of its first token, else only the last row is kept in
     /// `self.logits`.
+    /// Returns the position evaluation started from (`from`, or 0 when the cache could not go
+    /// back to it).
     fn eval(
         &mut self,
         fwd: &mut dyn Forward,
@@ -196,8 +226,8 @@ impl Session {
         from: usize,
         batch: usize,
         mut on_rows: Option<RowSink>,
-    ) -> Result<(), EngineError> {
-        fwd.truncate(from);
+    ) -> Result<usize, EngineError> {
+        let from = fwd.truncate(from).min(from);
         self.cached.truncate(from);
         let batch = batch.max(1);
         let mut start = from;
@@ -215,7 +245,7 @@ impl Session {
             }
             start = end;
         }
-        Ok(())
+        Ok(from)
     }
 
     /// Scores `ids`: entry `i` holds the `n` most likely tokens (with log-probabilities) of the
@@ -244,17 +274,22 @@ impl Session {
     }
 
     /// Generates after `prompt`: one batched prompt evaluation (reusing the cached prefix),
-    /// then one token per step. `pick(logits, history)` chooses each token; `on_event` sees
-    /// each one and returns false to stop.
+    /// then one token per step. `pick(logits, history)` chooses each token, from the logits
+    /// masked by `guide` when there is one (whose next mask is computed on another thread
+    /// while the forward pass runs); `on_event` sees each token and returns false to stop.
     pub fn generate(
         &mut self,
         fwd: &mut dyn Forward,
         vocab: &dyn Vocab,
         prompt: &[u32],
         p: &LoopParams,
-        pick: &mut dyn FnMut(&[f32], &[u32]) -> u32,
+        picker: Picker,
         on_event: &mut dyn FnMut(&TokenEvent) -> bool,
     ) -> Result<GenerateStats, EngineError> {
+        let Picker {
+            mut guide,
+            choose: pick,
+        } = picker;
         if prompt.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
@@ -282,8 +317,8 @@ impl Session {
             .count()
             .min(prompt.len() - 1);
         let t0 = Instant::now();
-        self.eval(fwd, prompt, common, p.batch, None)?;
-        stats.n_prompt_evaluated = prompt.len() - common;
+        let from = self.eval(fwd, prompt, common, p.batch, None)?;
+        stats.n_prompt_evaluated = prompt.len() - from;
         stats.prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
 
         let t1 = Instant::now();
@@ -293,7 +328,15 @@ impl Session {
         let mut pos = prompt.len();
         loop {
             let row = &self.logits[self.logits.len() - n_vocab..];
-            let id = pick(row, &self.history);
+            let id = match guide.as_deref_mut() {
+                None => pick(row, &self.history),
+                Some(g) => {
+                    self.masked.clear();
+                    self.masked.extend_from_slice(row);
+                    g.apply(&mut self.masked)?;
+                    pick(&self.masked, &self.history)
+                }
+            };
             if p.logprobs > 0 {
                 top_logprobs(row, p.logprobs, &mut self.top);
             } else {
@@ -302,11 +345,16 @@ impl Session {
             let is_eog = vocab.is_eog(id);
             self.text.clear();
             let hit_stop = !is_eog && stream.push(vocab.token_bytes(id), &mut self.text);
+            let grammar_end = match guide.as_deref_mut() {
+                Some(g) if !is_eog => g.accept(id)?,
+                _ => false,
+            };
             stats.n_gen += 1;
             self.history.push(id);
             let reason = StopReason::after_token(
                 is_eog,
                 hit_stop,
+                grammar_end,
                 stats.n_gen >= p.max_tokens,
                 pos >= n_ctx,
             );
@@ -328,7 +376,16 @@ impl Session {
                 stats.stop = StopReason::Callback;
                 break;
             }
-            if let Err(e) = fwd.forward(&[id], pos, false, &mut self.logits) {
+            let logits = &mut self.logits;
+            let r = match guide.as_deref_mut() {
+                // The next mask is computed while the model computes the next logits.
+                Some(g) => std::thread::scope(|sc| {
+                    sc.spawn(|| g.prepare());
+                    fwd.forward(&[id], pos, false, logits)
+                }),
+                None => fwd.forward(&[id], pos, false, logits),
+            };
+            if let Err(e) = r {
                 self.clear(fwd);
                 return Err(e);
             }
@@ -362,8 +419,9 @@ pub(crate) mod tests {
         fn n_ctx(&self) -> usize {
             self.n_ctx
         }
-        fn truncate(&mut self, pos: usize) {
+        fn truncate(&mut self, pos: usize) -> usize {
             self.kv.truncate(pos);
+            self.kv.len()
         }
         fn forward(
             &mut self,
@@ -448,7 +506,7 @@ pub(crate) mod tests {
         let v = FakeVocab::new(30);
         let (mut ids, mut text) = (Vec::new(), String::new());
         let stats = s
-            .generate(f, &v, prompt, p, &mut greedy, &mut |e| {
+            .generate(f, &v, prompt, p, Picker::free(&mut greedy), &mut |e| {
                 ids.push(e.id);
                 text.push_str(e.text);
                 assert_eq!(e.top_logprobs.len(), 2);
@@ -537,12 +595,12 @@ pub(crate) mod tests {
         let v = FakeVocab::new(30);
         let p = params(5, &[]);
         let mut cb = |_: &TokenEvent| true;
-        let r = s.generate(&mut f, &v, &[], &p, &mut greedy, &mut cb);
+        let r = s.generate(&mut f, &v, &[], &p, Picker::free(&mut greedy), &mut cb);
         assert!(matches!(r, Err(EngineError::EmptyPrompt)));
-        let r = s.generate(&mut f, &v, &[1, 99], &p, &mut greedy, &mut cb);
+        let r = s.generate(&mut f, &v, &[1, 99], &p, Picker::free(&mut greedy), &mut cb);
         assert!(matches!(r, Err(EngineError::BadToken { id: 99, .. })));
         let long = vec![1u32; 65];
-        let r = s.generate(&mut f, &v, &long, &p, &mut greedy, &mut cb);
+        let r = s.generate(&mut f, &v, &long, &p, Picker::free(&mut greedy), &mut cb);
         assert!(matches!(r, Err(EngineError::ContextTooLong { .. })));
     }
 
@@ -572,7 +630,7 @@ pub(crate) mod tests {
                 &v,
                 &[2],
                 &params(100, &[]),
-                &mut greedy,
+                Picker::free(&mut greedy),
                 &mut |_| {
                     n += 1;
                     n < 3

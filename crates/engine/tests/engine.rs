@@ -312,3 +312,47 @@ fn raw_cases_teacher_forced_on_all_real_models() {
         assert!(checked > 10, "{model}: only {checked} steps checked");
     }
 }
+
+/// gemma3's sliding-window layers keep a ring of their window (plus one batch) in the engine's
+/// cache: a prompt longer than the window gives the same tokens as ever, continuing a
+/// conversation reuses the whole cached prefix, and a prompt sharing only an early prefix
+/// (which the ring has overwritten) is evaluated from the start, with the same tokens a fresh
+/// engine gives.
+#[test]
+fn gemma3_sliding_window_cache_and_prefix_reuse() {
+    let path = common::model_file("gemma3-270m");
+    let opts = EngineOptions {
+        n_ctx: 4096,
+        ..EngineOptions::default()
+    };
+    let all = std::fs::read_to_string(testdata("corpus/pride-and-prejudice.txt")).unwrap();
+    let text: String = all.chars().take(7000).collect();
+    let mut eng = Engine::load(&path, opts.clone()).unwrap();
+    let prompt = eng.tokenize(&text, true, false);
+    assert!(prompt.len() > 1200, "{} tokens", prompt.len());
+    let run = |eng: &mut Engine, p: &[u32], n: usize| {
+        let mut got = Vec::new();
+        let stats = eng
+            .generate(p, &greedy(n, 0), |ev| {
+                got.push(ev.id);
+                true
+            })
+            .unwrap();
+        (got, stats)
+    };
+    let (first, _) = run(&mut eng, &prompt, 8);
+    // Continue: prompt + its 8 tokens; everything before is reused.
+    let mut longer = prompt.clone();
+    longer.extend_from_slice(&first);
+    let (next, stats) = run(&mut eng, &longer, 4);
+    assert!(stats.n_prompt_evaluated <= 1, "{stats:?}");
+    let mut fresh = Engine::load(&path, opts.clone()).unwrap();
+    assert_eq!(run(&mut fresh, &longer, 4).0, next);
+    // Only the first 100 tokens shared: the ring no longer holds them, so all is evaluated.
+    let mut other = prompt[..100].to_vec();
+    other.extend_from_slice(&prompt[400..700]);
+    let (got, stats) = run(&mut eng, &other, 6);
+    assert_eq!(stats.n_prompt_evaluated, other.len(), "{stats:?}");
+    let mut fresh = Engine::load(&path, opts).unwrap();
+    assert_eq!(run(&mut fresh, &other, 6).0, got);
+}

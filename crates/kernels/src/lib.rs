@@ -19,6 +19,7 @@
 //!   call: [`matmul()`] gives every token count the same per-token arithmetic (the xN kernels,
 //!   or for 1..=3 tokens their exact one-token twins in `dot::exact`); the model's attention
 //!   tiles every token. Details and costs: [`invariant`].
+//! - [`kvq`]: Q8_0 / Q4_0 KV-cache rows: quantizing, integer q·k dots, dequantizing p·V.
 //! - [`cpu`]: feature detection and the dispatch [`Level`] (`LUME_CPU` lowers it);
 //!   [`cpu::describe`] is the one-line summary the CLI prints.
 //! - [`act`]: 8-bit activation blocks (A32 for 32-value weight blocks, A256 for K-quants).
@@ -45,7 +46,10 @@ pub mod attn;
 pub mod cpu;
 pub mod dot;
 mod error;
+pub mod gelu;
+pub mod gemm;
 pub mod invariant;
+pub mod kvq;
 pub mod matmul;
 mod pool;
 pub mod quants;
@@ -53,8 +57,9 @@ pub mod vec;
 
 pub use cpu::Level;
 pub use error::KernelError;
+pub use gemm::MAX_MULTI;
 pub use invariant::{batch_invariant, set_batch_invariant};
-pub use matmul::{matmul, matmul_at, matmul_multi, matmul_multi_at, matmul_reference, MAX_MULTI};
+pub use matmul::{matmul, matmul_at, matmul_multi, matmul_multi_at, matmul_reference};
 pub use pool::{default_threads, num_threads, parallel_for, set_num_threads};
 pub use quants::{can_quantize, dequantize_row, quantize_row, supports};
 pub use vec::{

@@ -9,11 +9,11 @@
 use std::cell::RefCell;
 
 use gguf::GgmlType;
-use half::{bf16, f16};
 
 use crate::act::{interleave_a256, interleave_a32};
 use crate::cpu::{level, Level};
 use crate::dot::{kernels, quantizer, ActKind, Region, RegionFn};
+use crate::gemm::{gemm_at, gemm_multi_at, FloatMatrix, FloatType};
 use crate::vec::VecFns;
 use crate::{batch_invariant, dequantize_row, num_threads, parallel_for, QMatrix};
 
@@ -56,8 +56,8 @@ pub fn matmul_at(level: Level, w: &QMatrix, x: &[f32], n: usize, y: &mut [f32]) 
     matmul_multi_at(level, std::slice::from_ref(w), x, n, &mut [y])
 }
 
-/// Most matrices [`matmul_multi`] takes at once.
-pub const MAX_MULTI: usize = 4;
+/// Most matrices [`matmul_multi`] takes at once (the float GEMM's limit, shared).
+pub use crate::gemm::MAX_MULTI;
 
 /// Several products of the same input, `ys[i] = x · ws[i]ᵀ` (e.g. the q, k and v
 /// projections): the activations are quantized once and all regions run as one job on the
@@ -156,6 +156,22 @@ pub fn matmul_multi_at(level: Level, ws: &[QMatrix], x: &[f32], n: usize, ys: &m
         && ws.iter().all(|w| {
             matches!((kernel(w), first), (Some((k, _, l)), Some((k0, _, l0))) if k == k0 && l == l0)
         });
+    if !shared && ws.len() > 1 {
+        // Float weights: one pool job for all of them (the same bits as one call each).
+        if ws.iter().all(|w| float_matrix(w).is_some()) {
+            let empty = FloatMatrix {
+                ty: FloatType::F32,
+                data: &[],
+                rows: 0,
+                cols: 0,
+            };
+            let mut fs = [empty; MAX_MULTI];
+            for (f, w) in fs.iter_mut().zip(ws) {
+                *f = float_matrix(w).expect("checked: a float type");
+            }
+            return gemm_multi_at(level, &fs[..ws.len()], x, n, ys);
+        }
+    }
     if !shared {
         for (w, y) in ws.iter().zip(ys.iter_mut()) {
             if ws.len() > 1 && kernel(w).is_some() {
@@ -381,8 +397,28 @@ fn run_plans(plans: &[Option<Plan>]) {
     }
 }
 
-/// Float weights (f32 math), or any other supported type through `dequantize_row`.
+/// `w` as a [`FloatMatrix`] when its type is F32, F16 or BF16 (shapes checked by the caller).
+fn float_matrix<'a>(w: &QMatrix<'a>) -> Option<FloatMatrix<'a>> {
+    let ty = match w.ty {
+        GgmlType::F32 => FloatType::F32,
+        GgmlType::F16 => FloatType::F16,
+        GgmlType::BF16 => FloatType::Bf16,
+        _ => return None,
+    };
+    Some(FloatMatrix {
+        ty,
+        data: &w.data[..w.rows * w.row_bytes()],
+        rows: w.rows,
+        cols: w.cols,
+    })
+}
+
+/// Float weights ([`crate::gemm`]: one fixed order per output, whatever `n`), or any other
+/// supported type through `dequantize_row`.
 fn float_or_reference(level: Level, w: &QMatrix, x: &[f32], n: usize, y: &mut [f32]) {
+    if let Some(fm) = float_matrix(w) {
+        return gemm_at(level, &fm, x, n, y);
+    }
     let v = VecFns::at(level);
     let (rows, cols) = (w.rows, w.cols);
     let rb = w.row_bytes();
@@ -393,53 +429,27 @@ fn float_or_reference(level: Level, w: &QMatrix, x: &[f32], n: usize, y: &mut [f
         let r0 = i * rc;
         let r1 = (r0 + rc).min(rows);
         let _ = &out;
-        for r in r0..r1 {
-            let raw = &w.data[r * rb..(r + 1) * rb];
-            let dot_row = |t: usize, val: f32| {
-                // SAFETY: t < n and r < rows: inside y; rows are disjoint between tasks.
-                unsafe { *out.0.add(t * rows + r) = val };
+        ROW.with(|c| {
+            let mut tmp;
+            let mut guard = c.try_borrow_mut();
+            let buf: &mut Vec<f32> = match guard {
+                Ok(ref mut g) => g,
+                Err(_) => {
+                    tmp = Vec::new();
+                    &mut tmp
+                }
             };
-            match w.ty {
-                GgmlType::F16 if (raw.as_ptr() as usize) & 1 == 0 => {
-                    // SAFETY: aligned for f16, `rb = 2 * cols` bytes, any bits are an f16.
-                    let h = unsafe { std::slice::from_raw_parts(raw.as_ptr() as *const f16, cols) };
-                    for t in 0..n {
-                        dot_row(t, (v.dot_f16_f32)(h, &x[t * cols..(t + 1) * cols]));
-                    }
+            buf.resize(cols, 0.0);
+            for r in r0..r1 {
+                let raw = &w.data[r * rb..(r + 1) * rb];
+                dequantize_row(w.ty, raw, buf).expect("matmul: unsupported weight type");
+                for t in 0..n {
+                    let val = (v.dot_f32)(buf, &x[t * cols..(t + 1) * cols]);
+                    // SAFETY: t < n and r < rows: inside y; rows are disjoint between tasks.
+                    unsafe { *out.0.add(t * rows + r) = val };
                 }
-                GgmlType::BF16 if (raw.as_ptr() as usize) & 1 == 0 => {
-                    // SAFETY: as above for bf16.
-                    let h =
-                        unsafe { std::slice::from_raw_parts(raw.as_ptr() as *const bf16, cols) };
-                    for t in 0..n {
-                        dot_row(t, (v.dot_bf16_f32)(h, &x[t * cols..(t + 1) * cols]));
-                    }
-                }
-                GgmlType::F32 if (raw.as_ptr() as usize) & 3 == 0 => {
-                    // SAFETY: aligned for f32, `rb = 4 * cols` bytes, any bits are an f32.
-                    let h = unsafe { std::slice::from_raw_parts(raw.as_ptr() as *const f32, cols) };
-                    for t in 0..n {
-                        dot_row(t, (v.dot_f32)(h, &x[t * cols..(t + 1) * cols]));
-                    }
-                }
-                _ => ROW.with(|c| {
-                    let mut tmp;
-                    let mut guard = c.try_borrow_mut();
-                    let buf: &mut Vec<f32> = match guard {
-                        Ok(ref mut g) => g,
-                        Err(_) => {
-                            tmp = Vec::new();
-                            &mut tmp
-                        }
-                    };
-                    buf.resize(cols, 0.0);
-                    dequantize_row(w.ty, raw, buf).expect("matmul: unsupported weight type");
-                    for t in 0..n {
-                        dot_row(t, (v.dot_f32)(buf, &x[t * cols..(t + 1) * cols]));
-                    }
-                }),
             }
-        }
+        })
     };
     let n_tasks = rows.div_ceil(rc);
     if n_tasks == 1 || threads == 1 {

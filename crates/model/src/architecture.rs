@@ -41,6 +41,51 @@ pub trait Architecture: Send + Sync {
         scratch: &mut Scratch,
         logits: &mut [f32],
     ) -> Result<()>;
+
+    /// Whether [`Architecture::forward`] can give logits (false for encoders).
+    fn has_lm_head(&self) -> bool {
+        true
+    }
+
+    /// Outputs of the sequence-classification head (0: none).
+    fn n_labels(&self) -> usize {
+        0
+    }
+
+    /// The classification head on `n` rows (`rows`: `[n, n_embd]`, each a sequence's first
+    /// hidden row), into `out` (`[n, n_labels]`, exactly that long); `tmp` is scratch.
+    fn classify(
+        &self,
+        _file: &GgufFile,
+        _rows: &[f32],
+        _n: usize,
+        _tmp: &mut Vec<f32>,
+        _out: &mut [f32],
+    ) -> Result<()> {
+        Err(crate::error::ModelError::BadBatch(format!(
+            "this {} model has no classification head",
+            self.hparams().arch
+        )))
+    }
+
+    /// Like [`Architecture::forward`], but writes the final hidden state of every batch token
+    /// (after the final norm where the model has one) into `hidden` (`[n, n_embd]`, exactly
+    /// that long) instead of logits; `after_layer(l, x)` sees the residual stream `x`
+    /// (`[n, n_embd]`) after each layer `l` (CLIP keeps its penultimate state from it).
+    fn forward_hidden(
+        &self,
+        _file: &GgufFile,
+        _batch: &Batch,
+        _kv: &mut KvStore,
+        _scratch: &mut Scratch,
+        _after_layer: &mut dyn FnMut(usize, &[f32]),
+        _hidden: &mut [f32],
+    ) -> Result<()> {
+        Err(crate::error::ModelError::BadBatch(format!(
+            "architecture '{}' gives no hidden states",
+            self.hparams().arch
+        )))
+    }
 }
 
 /// Loads an architecture from an open GGUF file.

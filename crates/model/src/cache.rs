@@ -140,10 +140,6 @@ impl KvCache {
 
     /// Memory held by the stored keys and values, in bytes.
     pub fn kv_bytes(&self) -> usize {
-        let elem = match self.kv.ty {
-            crate::KvType::F32 => 4,
-            crate::KvType::F16 => 2,
-        };
-        self.kv.n_values() * elem
+        self.kv.ty.bytes(self.kv.n_values())
     }
 }

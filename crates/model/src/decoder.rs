@@ -2,12 +2,18 @@
 //! (see [`crate::desc`] for the block it describes).
 //!
 //! ```text
-//! x = token_embd[token] · embd_scale (+ position_embd[pos])
+//! x = token_embd[token] · embd_scale (+ position_embd[pos]) (+ token_types[type])
+//! x = token_embd_norm?(x)
 //! per layer (BlockDesc):
 //!     h = attn_norm?(x);  q, k, v = proj(h);  q, k = rope?(qk_norm?(q, k));  store k, v
 //!     x += residual_scale · post_attn_norm?( o( attention(q, cached k, cached v) ) )
+//!     x = attn_output_norm?(x)                        (NormAt::PostResidual, BERT)
 //!     h = ffn_norm?(x);   x += residual_scale · post_ffn_norm?( ffn(h) )
+//!     x = layer_output_norm?(x)                       (NormAt::PostResidual, BERT)
 //! logits = softcap?( output( output_norm(x) ) )      (output = token_embd when output.weight is absent)
+//! hidden = output_norm?(x)                            (Architecture::forward_hidden: every row)
+//! score = cls.output( tanh( cls(hidden[first row]) ) )   (Architecture::classify: a
+//!         sequence-classification head, BERT cross-encoders; `cls` optional)
 //! ```
 //!
 //! [`Decoder::load`] reads the tensors the description names (checking shapes and types);
@@ -24,7 +30,10 @@ use crate::desc::{Act, DecoderDesc, FfnKind, Layout, Mask, NormKind, QkNormKind}
 use crate::error::{ModelError, Result};
 use crate::hparams::{HParams, MAX_DIM};
 use crate::layers::attention::{attend_head, attend_tile, AttnParams, TILE_ROWS};
-use crate::layers::ffn::{geglu_tanh, gelu_tanh_inplace, silu_inplace, swiglu};
+use crate::layers::ffn::{
+    gated_quick_gelu, geglu_erf, geglu_tanh, gelu_erf_inplace, gelu_tanh_inplace,
+    quick_gelu_inplace, silu_inplace, swiglu,
+};
 use crate::layers::kv_cache::KvStore;
 use crate::layers::moe::{MoeFfn, MoeParams};
 use crate::layers::norm::{layer_norm, rms_norm, rms_norm_inplace};
@@ -98,6 +107,9 @@ pub struct Layer {
     pub post_attn_norm: Option<Norm>,
     pub ffn_norm: Option<Norm>,
     pub post_ffn_norm: Option<Norm>,
+    /// `[n_embd]` norms of the residual stream after each sub-layer's add (BERT's post-LN).
+    pub attn_res_norm: Option<Norm>,
+    pub ffn_res_norm: Option<Norm>,
     /// `[q_dim, n_embd]`, `[k_dim, n_embd]`, `[v_dim, n_embd]`, `[n_embd, n_head*head_dim_v]`
     pub q: Linear,
     pub k: Linear,
@@ -114,6 +126,14 @@ pub struct Layer {
     pub ffn: Ffn,
 }
 
+/// A sequence-classification head (llama.cpp's names): `cls` (`[n_embd, n_embd]` + bias, then
+/// tanh: BERT's pooler) when present, then `cls.output` (`[n_labels, n_embd]` + bias).
+#[derive(Clone, Debug)]
+pub struct ClsHead {
+    pub pooler: Option<Linear>,
+    pub out: Linear,
+}
+
 /// A loaded decoder.
 #[derive(Clone, Debug)]
 pub struct Decoder {
@@ -124,11 +144,18 @@ pub struct Decoder {
     pub tok_embd: Matrix,
     /// `[n_pos, n_embd]` learned positions
     pub pos_embd: Option<Matrix>,
+    /// `[n_types, n_embd]` the token-type embeddings (BERT)
+    pub type_embd: Option<Vec<f32>>,
+    /// Sequence-classification head, when the description allows one and the file has it.
+    pub cls: Option<ClsHead>,
+    /// Norm of the summed embeddings (BERT's `token_embd_norm`)
+    pub embd_norm: Option<Norm>,
     pub ropes: Vec<Rope>,
     pub layers: Vec<Layer>,
-    pub output_norm: Norm,
-    /// `[vocab, n_embd]` (a copy of `tok_embd`'s info when tied)
-    pub output: Linear,
+    /// `None` without a final norm (BERT)
+    pub output_norm: Option<Norm>,
+    /// `[vocab, n_embd]` (a copy of `tok_embd`'s info when tied); `None` without an LM head
+    pub output: Option<Linear>,
     /// Width of the dense feed-forwards (0 when every layer is a mixture of experts).
     pub n_ff: usize,
     /// Width of the gate activations (0 when no layer has a gated feed-forward).
@@ -201,14 +228,46 @@ impl Decoder {
         }
         let tok_embd = ld.matrix_any_rows("token_embd.weight", d, MAX_VOCAB)?;
         let vocab = tok_embd.rows;
-        let output = match ld.linear_opt("output", vocab, d)? {
-            Some(l) => l,
-            None => Linear {
-                w: tok_embd.clone(),
-                b: None,
-            },
+        let output = if desc.lm_head {
+            Some(match ld.linear_opt("output", vocab, d)? {
+                Some(l) => l,
+                None => Linear {
+                    w: tok_embd.clone(),
+                    b: None,
+                },
+            })
+        } else {
+            None
         };
-        let output_norm = Norm::load(&ld, desc.output_norm, "output_norm", d)?;
+        let output_norm = if desc.lm_head || desc.final_norm {
+            Some(Norm::load(&ld, desc.output_norm, "output_norm", d)?)
+        } else {
+            None
+        };
+        let type_embd = if desc.token_types {
+            let t = ld.matrix_any_rows("token_types.weight", d, MAX_DIM)?;
+            let mut rows = vec![0.0; t.rows * d]; // [n_types, n_embd]
+            for (r, row) in rows.chunks_exact_mut(d).enumerate() {
+                t.row_f32(file, r, row);
+            }
+            Some(rows)
+        } else {
+            None
+        };
+        let cls = if desc.class_head && ld.has("cls.output.weight") {
+            let w = ld.matrix_any_rows("cls.output.weight", d, MAX_DIM)?;
+            let b = ld.vector_opt("cls.output.bias", w.rows)?;
+            Some(ClsHead {
+                pooler: ld.linear_opt("cls", d, d)?,
+                out: Linear { w, b },
+            })
+        } else {
+            None
+        };
+        let embd_norm = desc
+            .embd_norm
+            .map(|k| Norm::load(&ld, k, "token_embd_norm", d))
+            .transpose()?;
         let pos_embd = if desc.learned_positions {
             Some(ld.matrix_any_rows("position_embd.weight", d, MAX_DIM)?)
         } else {
@@ -300,6 +359,8 @@ impl Decoder {
                 post_attn_norm: norm(b.attn_norm.post(), "post_attention_norm")?,
                 ffn_norm: norm(b.ffn_norm.pre(), "ffn_norm")?,
                 post_ffn_norm: norm(b.ffn_norm.post(), "post_ffw_norm")?,
+                attn_res_norm: norm(b.attn_norm.residual(), "attn_output_norm")?,
+                ffn_res_norm: norm(b.ffn_norm.residual(), "layer_output_norm")?,
                 q,
                 k,
                 v,
@@ -335,6 +396,9 @@ impl Decoder {
             vocab,
             tok_embd,
             pos_embd,
+            type_embd,
+            cls,
+            embd_norm,
             ropes,
             layers,
             output_norm,
@@ -365,8 +429,9 @@ impl Decoder {
 ///
 /// Bidirectional attention (`ends` given: `ends[slot]` is one past the last position of
 /// `slot`, the slot lengths after this batch) lets every token see every cached position of
-/// its slot up to the slot's last token in the batch; those tokens go one per (token, head)
-/// through [`attend_head`].
+/// its slot up to the slot's last token in the batch; at the SIMD levels (or in the invariant
+/// mode) every such token goes through [`attend_tile`] (tiles of one token included), at the
+/// scalar level one per (token, head) through [`attend_head`].
 ///
 /// `q`: `[n, n_head*head_dim]` → `att`: `[n, n_head*head_dim_v]`.
 pub fn attention_batch(
@@ -411,11 +476,16 @@ fn attention_part(
     // Batch-invariant mode: every token goes through tiles (a lone token is a tile of its
     // own), at every level; a row's tile result depends on nothing but its own query and
     // position (`attend_tile`), and tiles beat `attend_head` here even for one token.
+    // Bidirectional attention (`ends`) tiles every token too (runs of one token included), so
+    // how a sequence's tokens are cut into runs (a batch cut into parts) never matters.
     let invariant = kernels::batch_invariant();
-    let tiled = ends.is_none()
-        && group <= TILE_ROWS
-        && (invariant || kernels::cpu::level() != kernels::Level::Scalar);
-    let min_run = if invariant { 1 } else { TILE_MIN };
+    let tiled =
+        group <= TILE_ROWS && (invariant || kernels::cpu::level() != kernels::Level::Scalar);
+    let min_run = if invariant || ends.is_some() {
+        1
+    } else {
+        TILE_MIN
+    };
     // Tiles `(t0, t1)` of the runs, and the tokens outside runs (no allocation: a part has
     // at most MAX_BATCH tokens, so at most MAX_BATCH tiles).
     let mut tiles = [(0u32, 0u32); MAX_BATCH];
@@ -466,6 +536,7 @@ fn attention_part(
                 t1,
                 kv.keys(layer, slot),
                 kv.values(layer, slot),
+                ends.map(|e| e[slot] - 1),
                 &mut |t, h, o| {
                     // SAFETY: (t, h) belongs to this task's tile and KV head only; the caller
                     // holds `att` mutably for the whole call.
@@ -566,6 +637,81 @@ impl Architecture for Decoder {
         s: &mut Scratch,
         logits: &mut [f32],
     ) -> Result<()> {
+        self.run(file, batch, kv, s, Out::Logits(logits), &mut |_, _| {})
+    }
+
+    fn has_lm_head(&self) -> bool {
+        self.output.is_some()
+    }
+
+    fn n_labels(&self) -> usize {
+        self.cls.as_ref().map_or(0, |c| c.out.rows())
+    }
+
+    fn classify(
+        &self,
+        file: &GgufFile,
+        rows: &[f32],
+        n: usize,
+        tmp: &mut Vec<f32>,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let Some(head) = &self.cls else {
+            return Err(ModelError::BadBatch(format!(
+                "this {} model has no classification head (cls.output.weight)",
+                self.hp.arch
+            )));
+        };
+        let d = self.hp.n_embd;
+        let x = match &head.pooler {
+            Some(p) => {
+                grow(tmp, n * d);
+                let t = &mut tmp[..n * d]; // [n, n_embd]
+                p.forward(file, rows, n, t);
+                for v in t.iter_mut() {
+                    *v = v.tanh();
+                }
+                &tmp[..n * d]
+            }
+            None => rows,
+        };
+        head.out.forward(file, x, n, out);
+        Ok(())
+    }
+
+    fn forward_hidden(
+        &self,
+        file: &GgufFile,
+        batch: &Batch,
+        kv: &mut KvStore,
+        s: &mut Scratch,
+        after_layer: &mut dyn FnMut(usize, &[f32]),
+        hidden: &mut [f32],
+    ) -> Result<()> {
+        self.run(file, batch, kv, s, Out::Hidden(hidden), after_layer)
+    }
+}
+
+/// What a forward pass writes: logits of the flagged rows, or the hidden state of every row.
+enum Out<'a> {
+    /// `[n_out, vocab]`
+    Logits(&'a mut [f32]),
+    /// `[n, n_embd]`
+    Hidden(&'a mut [f32]),
+}
+
+impl Decoder {
+    /// The layer loop of the module notes; `out` says what leaves it, and `after_layer(l, x)`
+    /// sees the residual stream `x` (`[n, n_embd]`) after each layer `l`.
+    fn run(
+        &self,
+        file: &GgufFile,
+        batch: &Batch,
+        kv: &mut KvStore,
+        s: &mut Scratch,
+        out: Out,
+        after_layer: &mut dyn FnMut(usize, &[f32]),
+    ) -> Result<()> {
         let hp = &self.hp;
         let eps = hp.norm_eps;
         let n = batch.len();
@@ -578,6 +724,13 @@ impl Architecture for Decoder {
                     batch.positions[i], pe.rows
                 )));
             }
+        }
+        let n_types = self.type_embd.as_ref().map_or(1, |te| te.len() / d);
+        if let Some(i) = batch.types.iter().position(|&t| t as usize >= n_types) {
+            return Err(ModelError::BadBatch(format!(
+                "token {i}: token type {} but this {} model has {n_types} token type(s)",
+                batch.types[i], hp.arch
+            )));
         }
         let (qd, kd, vd) = (hp.q_dim(), hp.k_dim(), hp.v_dim());
         let od = hp.n_head * hp.head_dim_v;
@@ -622,6 +775,21 @@ impl Architecture for Decoder {
                 pe.row_f32(file, p as usize, &mut xn[t * d..(t + 1) * d]);
             }
             add_inplace(x, xn);
+        }
+        if let Some(te) = &self.type_embd {
+            if batch.types.is_empty() {
+                for row in x.chunks_exact_mut(d) {
+                    add_inplace(row, &te[..d]);
+                }
+            } else {
+                for (row, &ty) in x.chunks_exact_mut(d).zip(&batch.types) {
+                    let ty = ty as usize;
+                    add_inplace(row, &te[ty * d..(ty + 1) * d]);
+                }
+            }
+        }
+        if let Some(norm) = &self.embd_norm {
+            norm.apply_inplace(x, eps, xn);
         }
         // [n, n_rot/2] cosines and sines of each RoPE, shared by its layers and heads.
         for (rope, tab) in self.ropes.iter().zip(&mut s.rope) {
@@ -673,6 +841,9 @@ impl Architecture for Decoder {
                 norm.apply_inplace(proj, eps, xn);
             }
             residual_add(x, proj, res);
+            if let Some(norm) = &layer.attn_res_norm {
+                norm.apply_inplace(x, eps, xn);
+            }
 
             // Feed-forward block.
             match &layer.ffn_norm {
@@ -690,6 +861,8 @@ impl Architecture for Decoder {
                     match act {
                         Act::Silu => swiglu(gate, up),
                         Act::GeluTanh => geglu_tanh(gate, up),
+                        Act::GeluErf => geglu_erf(gate, up),
+                        Act::QuickGelu => gated_quick_gelu(gate, up),
                     }
                     wd.forward(file, gate, n, proj);
                 }
@@ -702,6 +875,8 @@ impl Architecture for Decoder {
                     match act {
                         Act::Silu => silu_inplace(up),
                         Act::GeluTanh => gelu_tanh_inplace(up),
+                        Act::GeluErf => gelu_erf_inplace(up),
+                        Act::QuickGelu => quick_gelu_inplace(up),
                     }
                     wd.forward(file, up, n, proj);
                 }
@@ -711,19 +886,42 @@ impl Architecture for Decoder {
                 norm.apply_inplace(proj, eps, xn);
             }
             residual_add(x, proj, res);
+            if let Some(norm) = &layer.ffn_res_norm {
+                norm.apply_inplace(x, eps, xn);
+            }
+            after_layer(l, x);
         }
 
+        let logits = match out {
+            Out::Hidden(hidden) => {
+                // Every row, through the final norm when the model has one.
+                let hidden = &mut hidden[..n * d]; // [n, n_embd]
+                match &self.output_norm {
+                    Some(norm) => norm.apply(x, eps, hidden),
+                    None => hidden.copy_from_slice(x),
+                }
+                return Ok(());
+            }
+            Out::Logits(logits) => logits,
+        };
         // Final norm and output projection, only for the rows that want logits.
         let n_out = batch.n_outputs();
         if n_out == 0 {
             return Ok(());
         }
+        let (Some(output_norm), Some(output)) = (&self.output_norm, &self.output) else {
+            return Err(ModelError::BadBatch(format!(
+                "{n_out} rows ask for logits, but this {} model has no LM head (it gives \
+                 hidden states: Model::forward_hidden)",
+                hp.arch
+            )));
+        };
         grow(&mut s.out_x, n_out * d);
         let out_x = &mut s.out_x[..n_out * d]; // [n_out, n_embd]
         gather_outputs(batch, x, d, out_x);
         let normed = &mut xn[..n_out * d]; // [n_out, n_embd]
-        self.output_norm.apply(out_x, eps, normed);
-        self.output.forward(file, normed, n_out, logits);
+        output_norm.apply(out_x, eps, normed);
+        output.forward(file, normed, n_out, logits);
         if let Some(cap) = self.desc.output_softcap {
             softcap_inplace(logits, cap);
         }

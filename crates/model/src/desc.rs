@@ -17,6 +17,12 @@
 //! x += residual_scale · post_ffn_norm?(h)
 //! ```
 //!
+//! Encoders (BERT) state a few more facts, each off by default: a LayerNorm on the embeddings
+//! (`DecoderDesc::embd_norm`), token-type embeddings (`DecoderDesc::token_types`), norms *after*
+//! the residual add (`NormAt::PostResidual`: `x = norm(x + sublayer(x))`), erf GELU
+//! (`Act::GeluErf`), and no LM head (`DecoderDesc::lm_head` false: the model gives hidden
+//! states only, [`crate::Model::forward_hidden`]).
+//!
 //! Every struct has a default: the llama block (pre-RMSNorms, separate projections, causal,
 //! RoPE 0, SwiGLU). An architecture changes only the fields where it differs.
 
@@ -43,6 +49,9 @@ pub enum NormAt {
     Post,
     /// Both: gemma2, gemma3.
     Both,
+    /// After the residual add, on the residual stream itself: `x = norm(x + sublayer(x))`
+    /// (BERT's post-LN: `attn_output_norm`, `layer_output_norm`); no norm before.
+    PostResidual,
 }
 
 impl NormAt {
@@ -51,6 +60,10 @@ impl NormAt {
     }
     pub fn post(self) -> bool {
         matches!(self, NormAt::Post | NormAt::Both)
+    }
+    /// Whether the norm follows the residual add ([`NormAt::PostResidual`]).
+    pub fn residual(self) -> bool {
+        self == NormAt::PostResidual
     }
 }
 
@@ -111,6 +124,11 @@ pub enum Act {
     Silu,
     /// GELU, tanh approximation.
     GeluTanh,
+    /// GELU with the exact error function, `x · (1 + erf(x/√2)) / 2` (BERT's `gelu`, CLIP's
+    /// `text_encoder_2`).
+    GeluErf,
+    /// `x · sigmoid(1.702·x)` (Hugging Face `quick_gelu`: OpenAI's CLIP text encoders).
+    QuickGelu,
 }
 
 /// The feed-forward of one block.
@@ -176,12 +194,28 @@ pub struct BlockDesc {
 }
 
 /// Everything about one model.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DecoderDesc {
     /// Multiplies the token embeddings (gemma: `sqrt(n_embd)`).
     pub embd_scale: Option<f32>,
     /// Add `position_embd[pos]` to the embeddings (gpt2).
     pub learned_positions: bool,
+    /// Add row `type` of `token_types.weight` to each token's embedding (BERT; the batch's
+    /// [`crate::Batch::types`], type 0 when it has none).
+    pub token_types: bool,
+    /// The model may end in a sequence-classification head (a cross-encoder reranker:
+    /// BERT's pooler `cls` + tanh on the first row, then `cls.output`), loaded when the file
+    /// has `cls.output.weight` ([`crate::decoder::ClsHead`]).
+    pub class_head: bool,
+    /// A norm on the summed embeddings (`token_embd_norm`, BERT).
+    pub embd_norm: Option<NormKind>,
+    /// An LM head (`output` or tied): decoders. Without it (encoders) the model gives hidden
+    /// states only.
+    pub lm_head: bool,
+    /// A final norm (`output_norm`, of kind [`DecoderDesc::output_norm`]) before the LM head
+    /// and on the hidden states; an encoder without an LM head may keep it (CLIP's
+    /// `final_layer_norm`) or not (BERT, whose blocks end in a norm).
+    pub final_norm: bool,
     pub ropes: Vec<RopeDesc>,
     /// Multiplies each sub-layer's output before the residual add.
     pub residual_scale: Option<f32>,
@@ -190,6 +224,25 @@ pub struct DecoderDesc {
     /// Soft-cap of the output logits (gemma2).
     pub output_softcap: Option<f32>,
     pub layers: Vec<BlockDesc>,
+}
+
+impl Default for DecoderDesc {
+    fn default() -> Self {
+        DecoderDesc {
+            embd_scale: None,
+            learned_positions: false,
+            token_types: false,
+            class_head: false,
+            embd_norm: None,
+            lm_head: true,
+            final_norm: true,
+            ropes: Vec::new(),
+            residual_scale: None,
+            output_norm: NormKind::default(),
+            output_softcap: None,
+            layers: Vec::new(),
+        }
+    }
 }
 
 impl DecoderDesc {

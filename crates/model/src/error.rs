@@ -7,6 +7,10 @@ use gguf::{GgmlType, GgufError};
 pub enum ModelError {
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    /// A Hugging Face folder (`config.json`, safetensors) at fault; the error names the file
+    /// and the key or tensor. (Boxed: it is larger than the other variants.)
+    #[error(transparent)]
+    Hf(Box<hf::HfError>),
     #[error(
         "unsupported architecture '{arch}' (general.architecture); lume supports: {supported}"
     )]
@@ -37,6 +41,12 @@ pub enum ModelError {
     },
     #[error("bad cache request: {0}")]
     BadCache(String),
+}
+
+impl From<hf::HfError> for ModelError {
+    fn from(e: hf::HfError) -> Self {
+        ModelError::Hf(Box::new(e))
+    }
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;

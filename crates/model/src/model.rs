@@ -30,6 +30,9 @@ pub struct ModelInfo {
     pub n_ff: usize,
     /// Most tokens per forward call ([`MAX_BATCH`]).
     pub max_batch: usize,
+    /// Whether the model gives logits; encoders (BERT) give hidden states only
+    /// ([`Model::forward_hidden`]).
+    pub lm_head: bool,
 }
 
 /// A loaded model. Immutable and shareable across threads; each conversation state lives in
@@ -78,6 +81,7 @@ impl Model {
             head_dim: hp.head_dim,
             n_ff: hp.n_ff,
             max_batch: MAX_BATCH,
+            lm_head: arch.has_lm_head(),
         };
         Model { file, arch, info }
     }
@@ -98,6 +102,8 @@ impl Model {
 
     /// Like [`Model::new_cache`] with the element type of the cache chosen.
     pub fn new_cache_typed(&self, n_slots: usize, n_ctx: usize, ty: KvType) -> Result<KvCache> {
+        let hp = self.arch.hparams();
+        ty.check_heads(hp.head_dim, hp.head_dim_v)?;
         let (kd, vd) = self.arch.kv_dims();
         let kv = KvStore::new(self.info.n_layer, n_slots, n_ctx, kd, vd, ty)?;
         Ok(KvCache::new(kv))
@@ -110,6 +116,8 @@ impl Model {
     /// longer go back further than the ring remembers (check [`KvCache::can_truncate`]).
     /// For models without sliding-window layers this is [`Model::new_cache_typed`].
     pub fn new_cache_windowed(&self, n_slots: usize, n_ctx: usize, ty: KvType) -> Result<KvCache> {
+        let hp = self.arch.hparams();
+        ty.check_heads(hp.head_dim, hp.head_dim_v)?;
         let (kd, vd) = self.arch.kv_dims();
         let windows: Vec<Option<usize>> = (0..self.info.n_layer)
             .map(|l| self.arch.kv_window(l))
@@ -130,6 +138,13 @@ impl Model {
     ) -> Result<()> {
         self.validate(batch, cache)?;
         let n_out = batch.n_outputs();
+        if n_out > 0 && !self.info.lm_head {
+            return Err(ModelError::BadBatch(format!(
+                "{n_out} tokens ask for logits, but this {} model has no LM head (it gives \
+                 hidden states: Model::forward_hidden)",
+                self.info.arch
+            )));
+        }
         logits_out.resize(n_out * self.info.vocab, 0.0);
         if batch.is_empty() {
             return Ok(());
@@ -137,13 +152,78 @@ impl Model {
         let KvCache { kv, scratch } = cache;
         self.arch
             .forward(&self.file, batch, kv, scratch, logits_out)?;
+        Self::advance(batch, kv);
+        Ok(())
+    }
+
+    /// Evaluates `batch` like [`Model::forward`], but writes the final hidden state of every
+    /// batch token (after the final norm where the model has one; for BERT the last layer's
+    /// output LayerNorm) to `hidden_out`, resized to `[n, n_embd]`. The logits flags are
+    /// ignored. Several sequences go in one batch as several slots; with bidirectional
+    /// attention a slot's tokens see exactly their own sequence, so no padding is involved.
+    pub fn forward_hidden(
+        &self,
+        batch: &Batch,
+        cache: &mut KvCache,
+        hidden_out: &mut Vec<f32>,
+    ) -> Result<()> {
+        self.forward_hidden_layers(batch, cache, &mut |_, _| {}, hidden_out)
+    }
+
+    /// [`Model::forward_hidden`], calling `after_layer(l, x)` with the residual stream `x`
+    /// (`[n, n_embd]`) after each layer `l`: CLIP's penultimate state ([`crate::clip`]).
+    pub fn forward_hidden_layers(
+        &self,
+        batch: &Batch,
+        cache: &mut KvCache,
+        after_layer: &mut dyn FnMut(usize, &[f32]),
+        hidden_out: &mut Vec<f32>,
+    ) -> Result<()> {
+        self.validate(batch, cache)?;
+        hidden_out.resize(batch.len() * self.info.n_embd, 0.0);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let KvCache { kv, scratch } = cache;
+        self.arch
+            .forward_hidden(&self.file, batch, kv, scratch, after_layer, hidden_out)?;
+        Self::advance(batch, kv);
+        Ok(())
+    }
+
+    /// Width of the sequence-classification head's output (0 without one).
+    pub fn n_labels(&self) -> usize {
+        self.arch.n_labels()
+    }
+
+    /// Runs the classification head on `n` first rows of sequences (`rows`: `[n, n_embd]`
+    /// from [`Model::forward_hidden`]) into `out`, resized to `[n, n_labels]`; `tmp` is scratch.
+    pub fn classify(
+        &self,
+        rows: &[f32],
+        n: usize,
+        tmp: &mut Vec<f32>,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let d = self.info.n_embd;
+        if rows.len() != n * d {
+            return Err(ModelError::BadBatch(format!(
+                "classify: {} values for {n} rows of {d}",
+                rows.len()
+            )));
+        }
+        out.resize(n * self.arch.n_labels(), 0.0);
+        self.arch.classify(&self.file, rows, n, tmp, out)
+    }
+
+    /// Grows each slot's length to cover the positions `batch` filled.
+    fn advance(batch: &Batch, kv: &mut KvStore) {
         for (t, &slot) in batch.seq_ids.iter().enumerate() {
             let end = batch.positions[t] as usize + 1;
             if end > kv.len(slot) {
                 kv.set_len(slot, end);
             }
         }
-        Ok(())
     }
 
     fn validate(&self, batch: &Batch, cache: &mut KvCache) -> Result<()> {
@@ -155,6 +235,12 @@ impl Model {
                 batch.positions.len(),
                 batch.seq_ids.len(),
                 batch.logits.len()
+            )));
+        }
+        if !batch.types.is_empty() && batch.types.len() != n {
+            return Err(ModelError::BadBatch(format!(
+                "{} token types for {n} tokens (give one per token, or none)",
+                batch.types.len()
             )));
         }
         if n > MAX_BATCH {

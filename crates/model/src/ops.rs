@@ -128,6 +128,53 @@ pub fn gelu_tanh(x: f32) -> f32 {
     x / (1.0 + exp_fast(-2.0 * u))
 }
 
+/// The error function in f64, to about 1e-15: its Maclaurin series below |x| = 2, the
+/// continued fraction of erfc from 2 to 6 (evaluated from a fixed tail), ±1 beyond.
+pub fn erf(x: f64) -> f64 {
+    let a = x.abs();
+    let r = if a < 2.0 {
+        // erf(a) = 2/√π · Σ (−1)^n a^(2n+1) / (n! (2n+1)); `p` = (−1)^n a^(2n+1) / n!.
+        let a2 = a * a;
+        let mut p = a;
+        let mut sum = a;
+        let mut n = 0.0f64;
+        loop {
+            n += 1.0;
+            p *= -a2 / n;
+            let t = p / (2.0 * n + 1.0);
+            sum += t;
+            if t.abs() <= 1e-17 * sum.abs() {
+                break;
+            }
+        }
+        sum * std::f64::consts::FRAC_2_SQRT_PI
+    } else if a < 6.0 {
+        // erfc(a) = e^(−a²)/√π / (a + (1/2)/(a + 1/(a + (3/2)/(a + 2/(a + …))))).
+        let mut f = a;
+        for k in (1..=60).rev() {
+            f = a + (k as f64 * 0.5) / f;
+        }
+        1.0 - (-a * a).exp() / (std::f64::consts::PI.sqrt() * f)
+    } else {
+        1.0
+    };
+    r.copysign(x)
+}
+
+/// GELU with the error function (`gelu` in Hugging Face BERT configs):
+/// `x · (1 + erf(x / √2)) / 2` in f32, [`kernels::gelu::gelu_erf`] (the scalar twin of the SIMD
+/// slices the feed-forward layers use; within 3e-7 of the f64 value, tested against [`erf`]).
+#[inline]
+pub fn gelu_erf(x: f32) -> f32 {
+    kernels::gelu::gelu_erf(x)
+}
+
+/// Quick GELU: `x · sigmoid(1.702·x)` (OpenAI CLIP's activation).
+#[inline]
+pub fn quick_gelu(x: f32) -> f32 {
+    x / (1.0 + exp_fast(-1.702 * x))
+}
+
 /// Grows `v` to at least `len` values (never shrinks, so steady state allocates nothing).
 #[inline]
 pub fn grow(v: &mut Vec<f32>, len: usize) {
@@ -141,11 +188,60 @@ mod tests {
     use super::*;
 
     #[test]
+    fn erf_values() {
+        // Reference values of erf (15+ digits).
+        let cases = [
+            (0.0, 0.0),
+            (0.1, 0.112_462_916_018_284_9),
+            (0.5, 0.520_499_877_813_046_5),
+            (1.0, 0.842_700_792_949_714_9),
+            (2.0, 0.995_322_265_018_952_7),
+            (2.999, 0.999_977_769_831_400_2),
+            (3.0, 0.999_977_909_503_001_4),
+            (4.0, 0.999_999_984_582_742_1),
+            (7.0, 1.0),
+        ];
+        for (x, want) in cases {
+            let got = erf(x);
+            assert!((got - want).abs() < 1e-14, "erf({x}) = {got}, want {want}");
+            assert!((erf(-x) + want).abs() < 1e-14);
+        }
+        assert!((gelu_erf(1.0) as f64 - 0.841_344_746_068_543).abs() < 1e-7);
+        assert!((gelu_erf(-1.0) as f64 + 0.158_655_253_931_457).abs() < 1e-7);
+        assert_eq!(gelu_erf(0.0), 0.0);
+        assert!((gelu_erf(-8.0)).abs() < 1e-12);
+    }
+
+    #[test]
     fn dot_matches_naive() {
         let a: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
         let b: Vec<f32> = (0..37).map(|i| (i as f32 * 0.11).cos()).collect();
         let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
         assert!((dot(&a, &b) - naive).abs() < 1e-5);
+    }
+
+    #[test]
+    fn gelu_erf_and_quick_gelu_values() {
+        // Reference values: torch.nn.functional.gelu (erf) and x * sigmoid(1.702 x), in f64.
+        for (x, erf, quick) in [
+            (0.0f32, 0.0f64, 0.0f64),
+            (1.0, 0.841_344_746_068_543, 0.845_795_765_932_821_2),
+            (-1.0, -0.158_655_253_931_457_07, -0.154_204_234_067_178_7),
+            (3.0, 2.995_950_305_905_11, 2.981_928_690_292_214),
+            (
+                -4.5,
+                -1.528_952_906_132_419_2e-5,
+                -0.002_122_004_175_814_449,
+            ),
+        ] {
+            assert!((gelu_erf(x) as f64 - erf).abs() < 1e-6, "gelu_erf({x})");
+            assert!(
+                (quick_gelu(x) as f64 - quick).abs() < 1e-6,
+                "quick_gelu({x})"
+            );
+        }
+        assert_eq!(gelu_erf(20.0), 20.0);
+        assert!(quick_gelu(-200.0).abs() < 1e-30);
     }
 
     #[test]

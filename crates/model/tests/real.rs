@@ -39,8 +39,28 @@ const WORST_BOUND_F16: f64 = 0.2;
 /// Mean |Δp| tolerated (the README's bound).
 const MEAN_BOUND: f64 = 0.01;
 
-/// Follows "How to use" of `testdata/greedy/README.md` for every case of `json`.
-fn teacher_forced(catalogue_name: &str, json: &str) {
+/// What a run must meet: the README's bounds ([`HOLDS`]), or, for a KV type that does not
+/// hold them on a model, the figures measured when it was added (so that a regression still
+/// fails, and the shortfall stays visible here rather than in a skipped test).
+struct Bounds {
+    /// Worst single |Δp| of a case.
+    worst: f64,
+    /// Overall mean |Δp|.
+    mean: f64,
+    /// Argmax flips where the reference margin exceeds 0.5 nats, per mode.
+    flips: usize,
+}
+
+/// The README's bounds (see the file docs): no flip, mean 0.01, worst [`WORST_BOUND`].
+const HOLDS: Bounds = Bounds {
+    worst: WORST_BOUND,
+    mean: MEAN_BOUND,
+    flips: 0,
+};
+
+/// Follows "How to use" of `testdata/greedy/README.md` for every case of `json`, in both
+/// modes for each KV cache type of `kvs`.
+fn teacher_forced(catalogue_name: &str, json: &str, kvs: &[KvType], b: &Bounds) {
     let m = common::real_model(catalogue_name);
     let refs = cases(json);
     let n_cases = if cfg!(debug_assertions) {
@@ -54,12 +74,14 @@ fn teacher_forced(catalogue_name: &str, json: &str) {
     };
     let mut failures = Vec::new();
     // The engine's default cache is f16 (as llama.cpp's); f32 is the exact reference setting.
-    for (kv, feed, mode) in [
-        (KvType::F32, Feed::OnePass, "one pass"),
-        (KvType::F32, Feed::Cached, "prompt + cached steps"),
-        (KvType::F16, Feed::OnePass, "f16 KV, one pass"),
-        (KvType::F16, Feed::Cached, "f16 KV, prompt + cached steps"),
-    ] {
+    let runs = kvs.iter().flat_map(|&kv| {
+        [
+            (Feed::OnePass, "one pass"),
+            (Feed::Cached, "prompt + cached steps"),
+        ]
+        .map(|(feed, how)| (kv, feed, format!("{} KV, {how}", kv.name())))
+    });
+    for (kv, feed, mode) in runs {
         let label = format!("{catalogue_name} [{mode}]");
         let run = Run {
             label: &label,
@@ -69,12 +91,14 @@ fn teacher_forced(catalogue_name: &str, json: &str) {
             steps: usize::MAX,
         };
         let out = teacher::teacher_forced(&m, &refs, &run);
-        // No flip is tolerated at a margin above 0.5.
-        failures.extend(out.flips.iter().map(|f| format!("{mode} {f}")));
+        // No flip is tolerated at a margin above 0.5 (unless the bounds record some).
+        if out.flips.len() > b.flips {
+            failures.extend(out.flips.iter().map(|f| format!("{mode} {f}")));
+        }
         let bound = if kv == KvType::F16 {
-            WORST_BOUND_F16
+            WORST_BOUND_F16.max(b.worst)
         } else {
-            WORST_BOUND
+            b.worst
         };
         for c in out.cases.iter().filter(|c| c.worst > bound) {
             failures.push(format!(
@@ -82,10 +106,10 @@ fn teacher_forced(catalogue_name: &str, json: &str) {
                 c.name, c.worst
             ));
         }
-        if out.mean > MEAN_BOUND {
+        if out.mean > b.mean {
             failures.push(format!(
-                "{mode}: overall mean |dp| {:.4} > {MEAN_BOUND}",
-                out.mean
+                "{mode}: overall mean |dp| {:.4} > {}",
+                out.mean, b.mean
             ));
         }
     }
@@ -94,12 +118,80 @@ fn teacher_forced(catalogue_name: &str, json: &str) {
 
 #[test]
 fn smollm2_teacher_forced() {
-    teacher_forced("smollm2-135m", "smollm2.json");
+    teacher_forced(
+        "smollm2-135m",
+        "smollm2.json",
+        &[KvType::F32, KvType::F16],
+        &HOLDS,
+    );
+}
+
+/// Q8_0 keys and values hold the README's bounds on smollm2 (2026-12-02, avx512vnni: one
+/// pass mean |Δp| 0.0071, worst 0.164, max |Δlog p| 2.14; prompt + cached steps 0.0072 /
+/// 0.188 / 1.86; no flip).
+#[test]
+fn smollm2_teacher_forced_q8_0_kv() {
+    teacher_forced("smollm2-135m", "smollm2.json", &[KvType::Q8_0], &HOLDS);
+}
+
+/// Q4_0 does not hold them (2026-12-02: mean |Δp| 0.041, worst 0.93 / 0.97, max |Δlog p|
+/// 5.1 / 5.4, 21 flips one pass / 22 prompt + cached steps): bounded at the measured figures.
+#[test]
+fn smollm2_teacher_forced_q4_0_kv() {
+    let measured = Bounds {
+        worst: 1.0,
+        mean: 0.05,
+        flips: 30,
+    };
+    teacher_forced("smollm2-135m", "smollm2.json", &[KvType::Q4_0], &measured);
 }
 
 #[test]
 fn qwen2_teacher_forced() {
-    teacher_forced("qwen2.5-coder-0.5b", "qwen2.json");
+    teacher_forced(
+        "qwen2.5-coder-0.5b",
+        "qwen2.json",
+        &[KvType::F32, KvType::F16],
+        &HOLDS,
+    );
+}
+
+/// Q8_0 does not hold the bounds on qwen2 (2026-12-02, avx512vnni: mean |Δp| 0.018, worst
+/// 0.91, max |Δlog p| 7.0; 5 flips one pass, 6 prompt + cached steps, the worst at a 4.3-nat
+/// reference margin, `capital_france` step 0, in the tiled prompt path too, where the query
+/// stays f32: the keys' 8-bit rounding itself). Qwen2.5's key rows carry large outliers (the
+/// k-projection bias) and one block scale per 32 values leaves the small ones few levels.
+/// Bounded at the measured figures.
+#[test]
+fn qwen2_teacher_forced_q8_0_kv() {
+    let measured = Bounds {
+        worst: 0.95,
+        mean: 0.025,
+        flips: 8,
+    };
+    teacher_forced(
+        "qwen2.5-coder-0.5b",
+        "qwen2.json",
+        &[KvType::Q8_0],
+        &measured,
+    );
+}
+
+/// Q4_0 breaks qwen2 (2026-12-02: mean |Δp| 0.13, 115-123 flips, max |Δlog p| 21): only
+/// bounded at the measured figures, a regression guard.
+#[test]
+fn qwen2_teacher_forced_q4_0_kv() {
+    let measured = Bounds {
+        worst: 1.0,
+        mean: 0.16,
+        flips: 150,
+    };
+    teacher_forced(
+        "qwen2.5-coder-0.5b",
+        "qwen2.json",
+        &[KvType::Q4_0],
+        &measured,
+    );
 }
 
 /// Two sequences decoded together (one batch per step, different slots) give the same

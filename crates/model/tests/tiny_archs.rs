@@ -2,7 +2,8 @@
 //!
 //! Each fixture folder names its GGUF architecture in `expected.json`. A folder whose
 //! architecture is registered must pass (prompt logits at every position and every greedy step's
-//! logits within 1e-3, identical greedy ids); one whose architecture is not registered must fail
+//! logits within 1e-3, identical greedy ids; an encoder: hidden states and mean-pooled vector
+//! within 1e-3); one whose architecture is not registered must fail
 //! to load with the "unsupported architecture" error. Every registered architecture must have at
 //! least one fixture folder. Nothing is skipped silently: the outcome of every folder is printed.
 
@@ -49,6 +50,9 @@ pub fn check_folder(folder: &str) -> Result<String, String> {
     let dir = tiny_dir(folder);
     let m = Model::load(dir.join("model.f32.gguf")).map_err(|e| format!("load: {e}"))?;
     let exp = expected(folder);
+    if !m.info().lm_head {
+        return check_encoder(&m, &dir, &exp);
+    }
     let vocab = m.info().vocab;
     let mut summary = Vec::new();
     for seq in exp["sequences"].as_array().unwrap() {
@@ -100,6 +104,44 @@ pub fn check_folder(folder: &str) -> Result<String, String> {
         summary.push(format!(
             "{tag} prompt err {err_prompt:.2e}, greedy err {err_greedy:.2e}"
         ));
+    }
+    Ok(summary.join("; "))
+}
+
+/// An encoder (bert) against its references: the last hidden state of every position
+/// (`hidden_seqNN.f32.bin`) and its mean over the positions (`pooled_seqNN.f32.bin`).
+fn check_encoder(m: &Model, dir: &Path, exp: &serde_json::Value) -> Result<String, String> {
+    let mut summary = Vec::new();
+    for seq in exp["sequences"].as_array().unwrap() {
+        let tokens = ids(&seq["token_ids"]);
+        let tag = format!("seq{}", tokens.len());
+        let want = read(dir, &format!("hidden_{tag}.f32.bin"))?;
+        let mut cache = m.new_cache(1, tokens.len()).map_err(|e| e.to_string())?;
+        let mut got = Vec::new();
+        m.forward_hidden(
+            &model::Batch::from_tokens(&tokens, 0, 0, false),
+            &mut cache,
+            &mut got,
+        )
+        .map_err(|e| e.to_string())?;
+        if got.len() != want.len() {
+            return Err(format!(
+                "{tag}: {} hidden values, expected {}",
+                got.len(),
+                want.len()
+            ));
+        }
+        let err = max_abs_diff(&got, &want);
+        let d = m.info().n_embd;
+        let mut pooled = vec![0.0; d];
+        model::embed::pool(&got, d, model::embed::Pooling::Mean, &mut pooled);
+        let perr = max_abs_diff(&pooled, &read(dir, &format!("pooled_{tag}.f32.bin"))?);
+        if err > TOL || perr > TOL {
+            return Err(format!(
+                "{tag}: hidden off by {err:.3e}, pooled by {perr:.3e}"
+            ));
+        }
+        summary.push(format!("{tag} hidden err {err:.2e}, pooled err {perr:.2e}"));
     }
     Ok(summary.join("; "))
 }

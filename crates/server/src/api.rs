@@ -185,6 +185,7 @@ impl Sampling {
                 sampler,
                 stop,
                 logprobs: 0,
+                constraint: None,
             },
             bias,
         ))

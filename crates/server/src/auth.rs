@@ -7,18 +7,20 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use subtle::ConstantTimeEq;
 
+use crate::error::Dialect;
 use crate::state::AppState;
 use crate::ServerError;
 
-/// Middleware for the routes that need a key (a no-op without configured keys).
+/// Middleware for the routes that need a key (a no-op without configured keys). The 401 is in
+/// the shape of the route's API (ollama's under `/api/`, Anthropic's on `/v1/messages`).
 pub async fn require_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if state.keys.is_empty() || key_ok(&state.keys, req.headers()) {
         next.run(req).await
     } else {
-        ServerError::Unauthorized.into_response()
+        ServerError::Unauthorized.response_in(Dialect::of_path(req.uri().path()))
     }
 }
 

@@ -19,6 +19,7 @@ use crate::body::{parse, JsonBody};
 use crate::chat::{limits, Meta};
 use crate::generate::{collect, finish_reason, submit, CompletionLogprobs, Usage};
 use crate::json::json_response;
+use crate::shape::{self, ShapeFields};
 use crate::sse::{self, Encoder};
 use crate::state::AppState;
 use crate::ServerError;
@@ -104,12 +105,14 @@ pub async fn completions(
     State(state): State<Arc<AppState>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ServerError> {
-    let m = state.model()?;
+    state.ready()?;
     let s: Sampling = parse(&body)?;
     let f: CompletionFields = parse(&body)?;
+    let shape: ShapeFields = parse(&body)?;
     drop(body);
-    state.check_model(s.model.as_deref())?;
-    let (params, logit_bias) = s.params((s.max_tokens, "max_tokens"), &limits(&state, m))?;
+    let m = state.model(s.model.as_deref(), None).await?;
+    let (mut params, logit_bias) = s.params((s.max_tokens, "max_tokens"), &limits(&state, &m))?;
+    params.constraint = shape::constraint(&m.sched, &shape).await?;
     let n_lp = top_n(f.logprobs, "logprobs")?;
     let echo = f.echo.unwrap_or(false);
     let tok = m.sched.tokenizer();
@@ -148,8 +151,8 @@ pub async fn completions(
             logit_bias: logit_bias.clone(),
         });
     }
-    let mut run = submit(&m.sched, reqs, "prompt")?;
-    let meta = Meta::new("cmpl", state.id());
+    let mut run = submit(&m, reqs, "prompt")?;
+    let meta = Meta::new("cmpl", m.id());
     let ctx = Ctx {
         sched: m.sched.clone(),
         n_lp,

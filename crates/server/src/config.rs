@@ -5,6 +5,15 @@ use std::time::Duration;
 
 use engine::SchedulerOptions;
 
+use crate::KeepAlive;
+
+/// One model of a multi-model server: the name requests use and its file (or folder).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelSpec {
+    pub id: String,
+    pub path: PathBuf,
+}
+
 /// Everything the server needs to start.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -12,10 +21,26 @@ pub struct ServerConfig {
     pub host: String,
     /// Port to bind (default 8080; 0 = any free port, see [`crate::Server::local_addr`]).
     pub port: u16,
-    /// The GGUF file to load.
+    /// The GGUF file to load (one model; unused when `multi`).
     pub model_path: PathBuf,
     /// The name clients use in `model` (catalogue name, `--alias`, or the file stem).
     pub model_id: String,
+    /// Serve `models` by name, each loaded on first use (`lume serve` without `-m`, or with
+    /// several), instead of the one `model_path` loaded at start.
+    pub multi: bool,
+    /// The models of a multi-model server (names unique).
+    pub models: Vec<ModelSpec>,
+    /// `models` are the cache's catalogue models: one cached later (`/api/pull`, `lume pull`)
+    /// joins them when first named or listed.
+    pub from_cache: bool,
+    /// How long a model stays loaded after its last request (`--keep-alive`, default 5
+    /// minutes; a request's ollama `keep_alive` overrides it). Multi-model mode only: one
+    /// model stays loaded.
+    pub keep_alive: KeepAlive,
+    /// Most models in memory at once (`--max-loaded`, default 3; at least 1).
+    pub max_loaded: usize,
+    /// Most estimated bytes of models in memory (`--max-memory`; `None`: no limit).
+    pub max_memory: Option<u64>,
     /// Slots (`--parallel`), context per slot (`--ctx-size`), threads, KV type, queue,
     /// batch invariance.
     pub scheduler: SchedulerOptions,
@@ -27,8 +52,10 @@ pub struct ServerConfig {
     pub max_body: usize,
     /// Most stop strings per request (default 16).
     pub max_stops: usize,
-    /// How long requests in flight may run on after SIGINT/SIGTERM (default 10 s).
-    pub grace: Duration,
+    /// How long requests in flight (streams included) may run on after SIGINT/SIGTERM
+    /// (`--drain-timeout`, default 10 s; zero = cancel them at once). What is left then is
+    /// cut, and open connections get at most 5 s more to close.
+    pub drain_timeout: Duration,
     /// Print the "listening" and "loaded" lines on stderr.
     pub log: bool,
     /// A chat template (Jinja source) used instead of the model's (`--chat-template`).
@@ -45,12 +72,18 @@ impl Default for ServerConfig {
             port: 8080,
             model_path: PathBuf::new(),
             model_id: String::new(),
+            multi: false,
+            models: Vec::new(),
+            from_cache: false,
+            keep_alive: KeepAlive::default(),
+            max_loaded: 3,
+            max_memory: None,
             scheduler: SchedulerOptions::default(),
             api_keys: Vec::new(),
             metrics_need_key: false,
             max_body: 8 << 20,
             max_stops: 16,
-            grace: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(10),
             log: true,
             chat_template: None,
             chat_template_kwargs: serde_json::Map::new(),

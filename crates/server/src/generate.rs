@@ -14,6 +14,7 @@ use engine::{
 use serde::{Serialize, Serializer};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
+use crate::state::{Lease, Model};
 use crate::ServerError;
 
 /// Cancels its request on drop unless it finished.
@@ -31,10 +32,12 @@ impl Drop for CancelGuard {
     }
 }
 
-/// Submitted requests: their events, in order per request, as `(index, event)`.
+/// Submitted requests: their events, in order per request, as `(index, event)`. It holds the
+/// model in memory until dropped (a stream's body owns it).
 pub struct Running {
     pub rx: UnboundedReceiver<(usize, Event)>,
     guards: Vec<CancelGuard>,
+    _lease: Lease,
 }
 
 impl Running {
@@ -52,7 +55,8 @@ impl Running {
 
 /// Checks every request first (so that none starts when one is invalid), then queues them.
 /// `param` names the request field that carried the prompt.
-pub fn submit(sched: &Scheduler, reqs: Vec<Request>, param: &str) -> Result<Running, ServerError> {
+pub fn submit(m: &Model, reqs: Vec<Request>, param: &str) -> Result<Running, ServerError> {
+    let sched = &m.sched;
     for r in &reqs {
         sched
             .validate(r)
@@ -62,6 +66,7 @@ pub fn submit(sched: &Scheduler, reqs: Vec<Request>, param: &str) -> Result<Runn
     let mut run = Running {
         rx,
         guards: Vec::with_capacity(reqs.len()),
+        _lease: m.lease(),
     };
     for (i, req) in reqs.into_iter().enumerate() {
         let tx = tx.clone();
@@ -129,7 +134,10 @@ pub async fn collect(run: &mut Running, keep_tokens: bool) -> Result<Vec<Outcome
 pub fn finish_reason(r: StopReason) -> &'static str {
     match r {
         StopReason::MaxTokens | StopReason::ContextFull => "length",
-        StopReason::Eog | StopReason::StopString | StopReason::Callback => "stop",
+        StopReason::Eog
+        | StopReason::StopString
+        | StopReason::Callback
+        | StopReason::GrammarEnd => "stop",
     }
 }
 

@@ -1,32 +1,42 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod anthropic;
 mod api;
 mod auth;
 mod body;
 mod chat;
 mod completions;
 mod config;
+mod embeddings;
 mod error;
 mod generate;
 mod json;
+mod keep_alive;
 mod metrics;
+mod models;
+mod ollama;
+mod rerank;
 mod routes;
+mod shape;
 mod sse;
 mod state;
+mod webui;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engine::Scheduler;
+use engine::embeddings::Served;
 use tokio::net::TcpListener;
 
-pub use config::ServerConfig;
+pub use config::{ModelSpec, ServerConfig};
 pub use error::ServerError;
+pub use keep_alive::{parse_bytes, KeepAlive};
 
-use state::{AppState, Loaded};
+use models::{Kind, Loaded, Resident};
+use state::AppState;
 
 /// How long the HTTP side may take to close its connections after the scheduler has stopped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,7 +54,24 @@ impl Server {
         if cfg.api_keys.iter().any(|k| k.trim().is_empty()) {
             return Err(ServerError::Config("an API key is empty".into()));
         }
-        if cfg.model_id.is_empty() {
+        if cfg.multi {
+            if cfg.chat_template.is_some() {
+                return Err(ServerError::Config(
+                    "a chat template override needs a single model".into(),
+                ));
+            }
+            let mut ids: Vec<&str> = cfg.models.iter().map(|m| m.id.as_str()).collect();
+            if ids.iter().any(|i| i.is_empty()) {
+                return Err(ServerError::Config("a model id is empty".into()));
+            }
+            ids.sort_unstable();
+            if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+                return Err(ServerError::Config(format!(
+                    "the model id '{}' is given twice",
+                    w[0]
+                )));
+            }
+        } else if cfg.model_id.is_empty() {
             return Err(ServerError::Config("the model id is empty".into()));
         }
         if let Some(src) = &cfg.chat_template {
@@ -90,8 +117,9 @@ impl Server {
 
     /// Serves at once (503 "Loading model" until the model is loaded), loads the model, and
     /// serves until `shutdown` completes; then stops accepting, lets requests in flight finish
-    /// for the grace period and returns `Ok`. A model that fails to load ends it with
-    /// [`ServerError::Load`].
+    /// for `cfg.drain_timeout` (cutting what is left then) and returns `Ok`. A model that fails to load ends it with
+    /// [`ServerError::Load`]. With several models (`cfg.multi`) nothing is loaded at start:
+    /// each model loads on its first request (a failed load is that request's 500).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -116,6 +144,9 @@ impl Server {
                 eprintln!("lume serve: {msg}");
             }
         };
+        if cfg.multi {
+            return serve_many(&state, &cfg, addr, shutdown, http, stop_tx).await;
+        }
         log(format!(
             "listening on http://{addr} (loading {})",
             cfg.model_path.display()
@@ -123,60 +154,54 @@ impl Server {
         let t0 = Instant::now();
         let path = cfg.model_path.clone();
         let opts = cfg.scheduler.clone();
-        let mut load = tokio::task::spawn_blocking(move || Scheduler::load(&path, &opts));
         tokio::pin!(shutdown);
-        let loaded = tokio::select! {
-            r = &mut load => r,
-            _ = &mut shutdown => {
+        // Which kind of model it is is read from the file on the blocking pool too (a path
+        // may be slow to open: a network disk, a pipe); the file is opened once.
+        let delay = test_load_delay();
+        let loaded = load_or_stop(
+            move || {
+                std::thread::sleep(delay);
+                engine::embeddings::load_served(&path, &opts)
+            },
+            shutdown.as_mut(),
+            &mut http,
+            &stop_tx,
+            &cfg,
+        )
+        .await?;
+        let sched = match loaded {
+            None => {
                 log("stopping (the model was still loading)".into());
-                let _ = stop_tx.send(true);
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, http).await;
                 return Ok(());
             }
-        };
-        let sched = match loaded {
-            Ok(Ok(s)) => s,
-            Ok(Err(error)) => {
-                let _ = stop_tx.send(true);
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, http).await;
-                return Err(ServerError::Load {
-                    path: cfg.model_path.clone(),
-                    error: Box::new(error),
-                });
+            Some(Served::Encoder(q)) => {
+                return serve_encoder(&state, &cfg, q, shutdown, http, stop_tx, t0).await
             }
-            Err(e) => {
-                let _ = stop_tx.send(true);
-                return Err(ServerError::Internal(format!(
-                    "the model loader failed: {e}"
-                )));
-            }
+            Some(Served::Language(s)) => s,
         };
-        let template = match &cfg.chat_template {
-            Some(src) => Some(engine::ChatTemplate::with_tokens_of(
-                src.as_str(),
-                sched.gguf(),
-            )),
-            None => sched.chat_template().ok(),
-        }
-        .map(|t| t.with_kwargs(cfg.chat_template_kwargs.clone()));
-        let n_params = sched.gguf().tensors.iter().map(|t| t.n_elements()).sum();
+        let t_load = t0.elapsed().as_secs_f64();
+        let bytes = models::language_bytes(&sched, cfg.scheduler.kv_type);
+        let loaded = Arc::new(Loaded::new(sched.clone(), &cfg));
+        // The vocabulary's token trie for constrained requests (about a second for a 262k
+        // vocabulary), built in the background so the first such request does not wait for it.
+        let warm = sched.clone();
+        tokio::task::spawn_blocking(move || warm.prepare_grammars());
         log(format!(
-            "model '{}' loaded in {:.1} s: {} slots x {} tokens of context, {}",
+            "model '{}' loaded in {t_load:.1} s: {} slots x {} tokens of context, {}",
             cfg.model_id,
-            t0.elapsed().as_secs_f64(),
             sched.n_slots(),
             sched.n_ctx(),
-            if template.is_some() {
+            if loaded.template.is_some() {
                 "chat template found"
             } else {
                 "no chat template (chat routes answer 400)"
             }
         ));
-        state.set_model(Loaded {
-            sched: sched.clone(),
-            template,
-            n_params,
-        });
+        state.models.set_resident(
+            &cfg.model_id,
+            Resident::new(Kind::Language(loaded), bytes),
+            t_load,
+        );
         tokio::select! {
             _ = &mut shutdown => {}
             r = &mut http => {
@@ -191,13 +216,172 @@ impl Server {
         }
         log(format!(
             "stopping: finishing requests in flight (at most {:.0} s)",
-            cfg.grace.as_secs_f64()
+            cfg.drain_timeout.as_secs_f64()
         ));
         let _ = stop_tx.send(true);
-        let grace = cfg.grace;
+        let grace = cfg.drain_timeout;
         let _ = tokio::task::spawn_blocking(move || sched.shutdown(grace)).await;
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, http).await;
         Ok(())
+    }
+}
+
+/// The server of an embedding-only model: serve `/v1/embeddings` (the generation routes
+/// answer 400) until `shutdown`.
+async fn serve_encoder(
+    state: &Arc<AppState>,
+    cfg: &ServerConfig,
+    q: engine::embeddings::EmbedQueue,
+    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    mut http: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    t0: Instant,
+) -> Result<(), ServerError> {
+    if cfg.log {
+        eprintln!(
+            "lume serve: {} '{}' loaded in {:.1} s: {} dimensions, up to {} tokens per input",
+            if q.model().can_rerank() {
+                "cross-encoder (/v1/rerank, /v1/embeddings)"
+            } else {
+                "embedding model (/v1/embeddings)"
+            },
+            cfg.model_id,
+            t0.elapsed().as_secs_f64(),
+            q.model().dim(),
+            q.model().max_len()
+        );
+    }
+    let bytes = models::path_size(&cfg.model_path);
+    state.models.set_resident(
+        &cfg.model_id,
+        Resident::new(Kind::Encoder(q), bytes),
+        t0.elapsed().as_secs_f64(),
+    );
+    tokio::select! {
+        _ = shutdown.as_mut() => {}
+        r = &mut http => {
+            return match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(ServerError::Io { error }),
+                Err(e) => Err(ServerError::Internal(format!("the HTTP server failed: {e}"))),
+            };
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, http).await;
+    Ok(())
+}
+
+/// The multi-model server: listening is all it takes to be ready (each model loads on its
+/// first request); the reaper unloads expired models until `shutdown`, then every loaded model
+/// finishes its requests for `cfg.drain_timeout`.
+async fn serve_many(
+    state: &Arc<AppState>,
+    cfg: &ServerConfig,
+    addr: SocketAddr,
+    shutdown: impl Future<Output = ()>,
+    mut http: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+) -> Result<(), ServerError> {
+    let log = |msg: String| {
+        if cfg.log {
+            eprintln!("lume serve: {msg}");
+        }
+    };
+    let names = state.models.names();
+    let budget = match cfg.max_memory {
+        Some(m) => format!(
+            "at most {} loaded, {}",
+            cfg.max_loaded.max(1),
+            models::human_bytes(m)
+        ),
+        None => format!("at most {} loaded", cfg.max_loaded.max(1)),
+    };
+    let keep = match cfg.keep_alive {
+        KeepAlive::Forever => "forever".to_string(),
+        KeepAlive::For(d) => format!("{:.0} s", d.as_secs_f64()),
+    };
+    log(format!(
+        "listening on http://{addr}: {} models, each loaded on first use ({}); {budget}, kept {keep} after use",
+        names.len(),
+        if names.is_empty() {
+            "none cached yet".to_string()
+        } else {
+            names.join(", ")
+        }
+    ));
+    let reaper = tokio::spawn(models::reaper(Arc::clone(&state.models)));
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = &mut shutdown => {}
+        r = &mut http => {
+            reaper.abort();
+            let m = Arc::clone(&state.models);
+            let _ = tokio::task::spawn_blocking(move || m.shutdown(Duration::ZERO)).await;
+            return match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(ServerError::Io { error }),
+                Err(e) => Err(ServerError::Internal(format!("the HTTP server failed: {e}"))),
+            };
+        }
+    }
+    reaper.abort();
+    log(format!(
+        "stopping: finishing requests in flight (at most {:.0} s)",
+        cfg.drain_timeout.as_secs_f64()
+    ));
+    let _ = stop_tx.send(true);
+    let grace = cfg.drain_timeout;
+    let m = Arc::clone(&state.models);
+    let _ = tokio::task::spawn_blocking(move || m.shutdown(grace)).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, http).await;
+    Ok(())
+}
+
+/// Test-only: `LUME_TEST_LOAD_DELAY_MS` holds the model load that many milliseconds (the server
+/// answers 503 "Loading model" meanwhile), so tests can see a replica that is still loading
+/// (tests/gateway). Unset, empty or unparsable: no delay. Not a user setting.
+fn test_load_delay() -> Duration {
+    std::env::var("LUME_TEST_LOAD_DELAY_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::ZERO)
+}
+
+/// Runs `load` on the blocking pool unless `shutdown` comes first (then the HTTP side is
+/// stopped and the answer is `None`); a failed load stops the HTTP side and is the error.
+async fn load_or_stop<T: Send + 'static>(
+    load: impl FnOnce() -> Result<T, engine::EngineError> + Send + 'static,
+    shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    http: &mut tokio::task::JoinHandle<std::io::Result<()>>,
+    stop_tx: &tokio::sync::watch::Sender<bool>,
+    cfg: &ServerConfig,
+) -> Result<Option<T>, ServerError> {
+    let loaded = tokio::select! {
+        r = tokio::task::spawn_blocking(load) => r,
+        _ = shutdown => {
+            let _ = stop_tx.send(true);
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, http).await;
+            return Ok(None);
+        }
+    };
+    match loaded {
+        Ok(Ok(v)) => Ok(Some(v)),
+        Ok(Err(error)) => {
+            let _ = stop_tx.send(true);
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, http).await;
+            Err(ServerError::Load {
+                path: cfg.model_path.clone(),
+                error: Box::new(error),
+            })
+        }
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            Err(ServerError::Internal(format!(
+                "the model loader failed: {e}"
+            )))
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! `GET /metrics`: Prometheus text from [`engine::Metrics`] under llama-server's names
 //! (`llamacpp:*`) and vLLM's (`vllm:*`, labelled `model_name`), plus the server's own
-//! per-route request counter `lume_http_requests_total{route,status}` ([`count`]).
+//! per-route request counter `lume_http_requests_total{route,status}` ([`count`]) and the
+//! per-model `lume_model_*` gauges and counters (loaded, memory, loads, unloads). With several
+//! models every per-model sample carries `model_name` (llama-server's `llamacpp:*` too).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -10,10 +12,12 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use engine::embeddings::EmbedStats;
 use engine::metrics::Histogram;
 use engine::Metrics;
 
-use crate::state::AppState;
+use crate::models::{Listing, Unload};
+use crate::state::{AppState, Kind};
 use crate::ServerError;
 
 /// Middleware: counts every answer by matched route (`other` when none matched) and status.
@@ -29,14 +33,96 @@ pub async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next)
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ServerError> {
-    let m = state.model()?;
-    let text = render(&m.sched.metrics(), state.id(), &state.http_counts());
+    state.ready()?;
+    let multi = state.multi();
+    let list = state.models.list();
+    let mut langs: Vec<(String, Metrics)> = Vec::new();
+    let mut embeds: Vec<(String, EmbedStats)> = Vec::new();
+    for l in &list {
+        let Some(r) = &l.resident else { continue };
+        if let Kind::Language(m) = &r.kind {
+            langs.push((l.id.clone(), m.sched.metrics()));
+        }
+        if let Some(q) = r.kind.embed_queue() {
+            embeds.push((l.id.clone(), q.stats()));
+        }
+    }
+    let mut text = if multi || !langs.is_empty() {
+        let refs: Vec<(&str, &Metrics)> = langs.iter().map(|(n, m)| (n.as_str(), m)).collect();
+        render_all(&refs, multi, &state.http_counts())
+    } else {
+        let mut p = Prom { out: String::new() };
+        http_counts(&mut p, &state.http_counts());
+        p.out
+    };
+    let refs: Vec<(&str, &EmbedStats)> = embeds.iter().map(|(n, s)| (n.as_str(), s)).collect();
+    text.push_str(&render_embed_all(&refs, multi));
+    text.push_str(&render_models(&list));
     let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     Ok(resp)
+}
+
+/// Per model: `lume_model_loaded`, `lume_model_memory_bytes` (the estimate, 0 when not
+/// loaded), `lume_model_requests_active`, `lume_model_loads_total`,
+/// `lume_model_load_seconds_total`, `lume_model_unloads_total{reason}`.
+fn render_models(list: &[Listing]) -> String {
+    let mut p = Prom { out: String::new() };
+    let label = |l: &Listing| format!("model=\"{}\"", esc(&l.id));
+    let families: [Family<Listing>; 5] = [
+        (
+            "lume_model_loaded",
+            "gauge",
+            "1 while the model is in memory.",
+            |l| f64::from(u8::from(l.resident.is_some())),
+        ),
+        (
+            "lume_model_memory_bytes",
+            "gauge",
+            "Estimated memory of the model in memory (file and KV cache).",
+            |l| l.resident.as_ref().map_or(0.0, |r| r.bytes as f64),
+        ),
+        (
+            "lume_model_requests_active",
+            "gauge",
+            "Requests holding the model.",
+            |l| l.busy as f64,
+        ),
+        (
+            "lume_model_loads_total",
+            "counter",
+            "Times the model was loaded.",
+            |l| l.loads as f64,
+        ),
+        (
+            "lume_model_load_seconds_total",
+            "counter",
+            "Seconds spent loading the model.",
+            |l| l.load_seconds,
+        ),
+    ];
+    for (name, kind, help, get) in families {
+        p.head(name, kind, help);
+        for l in list {
+            p.sample(name, &label(l), get(l));
+        }
+    }
+    let name = "lume_model_unloads_total";
+    p.head(name, "counter", "Times the model left memory, by reason.");
+    for l in list {
+        for reason in [Unload::Expired, Unload::Evicted] {
+            let n = l.unloads.get(&reason).copied().unwrap_or(0);
+            p.sample(
+                name,
+                &format!("{},reason=\"{}\"", label(l), reason.label()),
+                n as f64,
+            );
+        }
+    }
+    p.out
 }
 
 /// A label value with `\`, `"` and newlines escaped.
@@ -64,13 +150,8 @@ impl Prom {
         }
     }
 
-    fn one(&mut self, name: &str, kind: &str, help: &str, labels: &str, v: f64) {
-        self.head(name, kind, help);
-        self.sample(name, labels, v);
-    }
-
-    fn histogram(&mut self, name: &str, help: &str, labels: &str, h: &Histogram) {
-        self.head(name, "histogram", help);
+    /// A histogram's samples (its head written once before, by the caller).
+    fn histogram_samples(&mut self, name: &str, labels: &str, h: &Histogram) {
         let sep = if labels.is_empty() { "" } else { "," };
         let cum = h.cumulative();
         for (b, c) in h.bounds.iter().zip(&cum) {
@@ -86,178 +167,258 @@ impl Prom {
     }
 }
 
-/// The whole `/metrics` text.
+/// The whole `/metrics` text of one model (llama-server's names unlabelled).
+#[cfg(test)]
 pub fn render(m: &Metrics, model: &str, http: &BTreeMap<(String, u16), u64>) -> String {
+    render_all(&[(model, m)], false, http)
+}
+
+type Get = fn(&Metrics) -> f64;
+/// (name, type, help, value) of a metric family with one sample per `T`.
+type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> f64);
+/// (name, help, histogram) of a histogram family.
+type HistFamily = (&'static str, &'static str, fn(&Metrics) -> &Histogram);
+/// (name, help, value) of an embedding-queue counter.
+type EmbedFamily = (&'static str, &'static str, fn(&EmbedStats) -> u64);
+
+/// llama-server's names: (name, type, help, value).
+fn llamacpp_families() -> [(&'static str, &'static str, &'static str, Get); 11] {
+    [
+        (
+            "llamacpp:prompt_tokens_total",
+            "counter",
+            "Prompt tokens evaluated (tokens reused from a slot's cache excluded).",
+            |m| m.prompt_tokens_evaluated as f64,
+        ),
+        (
+            "llamacpp:prompt_seconds_total",
+            "counter",
+            "Seconds spent in steps that evaluated prompt tokens.",
+            |m| m.prompt_seconds,
+        ),
+        (
+            "llamacpp:tokens_predicted_total",
+            "counter",
+            "Generated tokens.",
+            |m| m.generation_tokens as f64,
+        ),
+        (
+            "llamacpp:tokens_predicted_seconds_total",
+            "counter",
+            "Seconds spent in steps that generated tokens.",
+            |m| m.generation_seconds,
+        ),
+        (
+            "llamacpp:prompt_tokens_seconds",
+            "gauge",
+            "Prompt tokens evaluated per second of prompt work.",
+            |m| m.prompt_tps(),
+        ),
+        (
+            "llamacpp:predicted_tokens_seconds",
+            "gauge",
+            "Generated tokens per second of generation work.",
+            |m| m.generation_tps(),
+        ),
+        (
+            "llamacpp:requests_processing",
+            "gauge",
+            "Requests holding a slot.",
+            |m| m.running as f64,
+        ),
+        (
+            "llamacpp:requests_deferred",
+            "gauge",
+            "Requests waiting for a slot.",
+            |m| m.waiting as f64,
+        ),
+        (
+            "llamacpp:n_decode_total",
+            "counter",
+            "Forward passes (batches) evaluated.",
+            |m| m.n_decode as f64,
+        ),
+        (
+            "llamacpp:n_busy_slots_per_decode",
+            "gauge",
+            "Mean slots taking part in a forward pass.",
+            |m| m.busy_slots_per_decode(),
+        ),
+        (
+            "llamacpp:kv_cache_usage_ratio",
+            "gauge",
+            "Fraction of the KV cache held by running requests.",
+            |m| m.kv_usage(),
+        ),
+    ]
+}
+
+/// vLLM's one-sample names (labelled `model_name`).
+fn vllm_families() -> [(&'static str, &'static str, &'static str, Get); 5] {
+    [
+        (
+            "vllm:num_requests_running",
+            "gauge",
+            "Requests holding a slot.",
+            |m| m.running as f64,
+        ),
+        (
+            "vllm:num_requests_waiting",
+            "gauge",
+            "Requests waiting for a slot.",
+            |m| m.waiting as f64,
+        ),
+        (
+            "vllm:kv_cache_usage_perc",
+            "gauge",
+            "KV-cache usage (1 = full).",
+            |m| m.kv_usage(),
+        ),
+        (
+            "vllm:prompt_tokens_total",
+            "counter",
+            "Prompt tokens of every started request (cached ones included).",
+            |m| m.prompt_tokens as f64,
+        ),
+        (
+            "vllm:generation_tokens_total",
+            "counter",
+            "Generated tokens.",
+            |m| m.generation_tokens as f64,
+        ),
+    ]
+}
+
+/// The `/metrics` text of the language models in memory: each family once, a sample per
+/// model. `labelled`: llama-server's and lume's per-model names carry `model_name` too (several
+/// models; with one they are unlabelled, as llama-server has them).
+pub fn render_all(
+    models: &[(&str, &Metrics)],
+    labelled: bool,
+    http: &BTreeMap<(String, u16), u64>,
+) -> String {
     let mut p = Prom {
-        out: String::with_capacity(8192),
+        out: String::with_capacity(8192 * models.len().max(1)),
     };
-    // llama-server's names.
-    p.one(
-        "llamacpp:prompt_tokens_total",
-        "counter",
-        "Prompt tokens evaluated (tokens reused from a slot's cache excluded).",
-        "",
-        m.prompt_tokens_evaluated as f64,
-    );
-    p.one(
-        "llamacpp:prompt_seconds_total",
-        "counter",
-        "Seconds spent in steps that evaluated prompt tokens.",
-        "",
-        m.prompt_seconds,
-    );
-    p.one(
-        "llamacpp:tokens_predicted_total",
-        "counter",
-        "Generated tokens.",
-        "",
-        m.generation_tokens as f64,
-    );
-    p.one(
-        "llamacpp:tokens_predicted_seconds_total",
-        "counter",
-        "Seconds spent in steps that generated tokens.",
-        "",
-        m.generation_seconds,
-    );
-    p.one(
-        "llamacpp:prompt_tokens_seconds",
-        "gauge",
-        "Prompt tokens evaluated per second of prompt work.",
-        "",
-        m.prompt_tps(),
-    );
-    p.one(
-        "llamacpp:predicted_tokens_seconds",
-        "gauge",
-        "Generated tokens per second of generation work.",
-        "",
-        m.generation_tps(),
-    );
-    p.one(
-        "llamacpp:requests_processing",
-        "gauge",
-        "Requests holding a slot.",
-        "",
-        m.running as f64,
-    );
-    p.one(
-        "llamacpp:requests_deferred",
-        "gauge",
-        "Requests waiting for a slot.",
-        "",
-        m.waiting as f64,
-    );
-    p.one(
-        "llamacpp:n_decode_total",
-        "counter",
-        "Forward passes (batches) evaluated.",
-        "",
-        m.n_decode as f64,
-    );
-    p.one(
-        "llamacpp:n_busy_slots_per_decode",
-        "gauge",
-        "Mean slots taking part in a forward pass.",
-        "",
-        m.busy_slots_per_decode(),
-    );
-    p.one(
-        "llamacpp:kv_cache_usage_ratio",
-        "gauge",
-        "Fraction of the KV cache held by running requests.",
-        "",
-        m.kv_usage(),
-    );
-    // vLLM's names.
-    let ml = format!("model_name=\"{}\"", esc(model));
-    p.one(
-        "vllm:num_requests_running",
-        "gauge",
-        "Requests holding a slot.",
-        &ml,
-        m.running as f64,
-    );
-    p.one(
-        "vllm:num_requests_waiting",
-        "gauge",
-        "Requests waiting for a slot.",
-        &ml,
-        m.waiting as f64,
-    );
-    p.one(
-        "vllm:kv_cache_usage_perc",
-        "gauge",
-        "KV-cache usage (1 = full).",
-        &ml,
-        m.kv_usage(),
-    );
-    p.one(
-        "vllm:prompt_tokens_total",
-        "counter",
-        "Prompt tokens of every started request (cached ones included).",
-        &ml,
-        m.prompt_tokens as f64,
-    );
-    p.one(
-        "vllm:generation_tokens_total",
-        "counter",
-        "Generated tokens.",
-        &ml,
-        m.generation_tokens as f64,
-    );
+    let ml = |model: &str| format!("model_name=\"{}\"", esc(model));
+    let own = |model: &str| if labelled { ml(model) } else { String::new() };
+    for (name, kind, help, get) in llamacpp_families() {
+        p.head(name, kind, help);
+        for (model, m) in models {
+            p.sample(name, &own(model), get(m));
+        }
+    }
+    for (name, kind, help, get) in vllm_families() {
+        p.head(name, kind, help);
+        for (model, m) in models {
+            p.sample(name, &ml(model), get(m));
+        }
+    }
     let name = "vllm:request_success_total";
     p.head(name, "counter", "Requests that ended, by finish reason.");
-    for (reason, v) in [
-        ("stop", m.finished.stop),
-        ("length", m.finished.length),
-        ("abort", m.finished.abort),
-    ] {
-        p.sample(
-            name,
-            &format!("{ml},finished_reason=\"{reason}\""),
-            v as f64,
-        );
+    for (model, m) in models {
+        for (reason, v) in [
+            ("stop", m.finished.stop),
+            ("length", m.finished.length),
+            ("abort", m.finished.abort),
+        ] {
+            p.sample(
+                name,
+                &format!("{},finished_reason=\"{reason}\"", ml(model)),
+                v as f64,
+            );
+        }
     }
-    p.histogram(
-        "vllm:time_to_first_token_seconds",
-        "Time from arrival to the first generated token.",
-        &ml,
-        &m.ttft,
-    );
-    p.histogram(
-        "vllm:inter_token_latency_seconds",
-        "Time between two generated tokens of a request.",
-        &ml,
-        &m.itl,
-    );
-    p.histogram(
-        "vllm:e2e_request_latency_seconds",
-        "Time from arrival to the end of a request.",
-        &ml,
-        &m.e2e,
-    );
-    p.histogram(
-        "vllm:request_queue_time_seconds",
-        "Time a request waited for a slot.",
-        &ml,
-        &m.queue_time,
-    );
+    let hists: [HistFamily; 4] = [
+        (
+            "vllm:time_to_first_token_seconds",
+            "Time from arrival to the first generated token.",
+            |m| &m.ttft,
+        ),
+        (
+            "vllm:inter_token_latency_seconds",
+            "Time between two generated tokens of a request.",
+            |m| &m.itl,
+        ),
+        (
+            "vllm:e2e_request_latency_seconds",
+            "Time from arrival to the end of a request.",
+            |m| &m.e2e,
+        ),
+        (
+            "vllm:request_queue_time_seconds",
+            "Time a request waited for a slot.",
+            |m| &m.queue_time,
+        ),
+    ];
+    for (name, help, get) in hists {
+        p.head(name, "histogram", help);
+        for (model, m) in models {
+            p.histogram_samples(name, &ml(model), get(m));
+        }
+    }
     // lume's own.
-    p.one(
-        "lume_prompt_tokens_cached_total",
-        "counter",
-        "Prompt tokens reused from a slot's cache.",
-        "",
-        m.prompt_tokens_cached as f64,
-    );
-    p.one(
-        "lume_requests_rejected_total",
-        "counter",
-        "Requests refused because the queue was full.",
-        "",
-        m.rejected as f64,
-    );
+    let lume: [(&str, &str, Get); 2] = [
+        (
+            "lume_prompt_tokens_cached_total",
+            "Prompt tokens reused from a slot's cache.",
+            |m| m.prompt_tokens_cached as f64,
+        ),
+        (
+            "lume_requests_rejected_total",
+            "Requests refused because the queue was full.",
+            |m| m.rejected as f64,
+        ),
+    ];
+    for (name, help, get) in lume {
+        p.head(name, "counter", help);
+        for (model, m) in models {
+            p.sample(name, &own(model), get(m));
+        }
+    }
+    http_counts(&mut p, http);
+    p.out
+}
+
+/// The embedding queues' counters (`lume_embedding_*`), labelled `model_name` when `labelled`.
+pub fn render_embed_all(queues: &[(&str, &EmbedStats)], labelled: bool) -> String {
+    let mut p = Prom { out: String::new() };
+    if queues.is_empty() {
+        return p.out;
+    }
+    let families: [EmbedFamily; 4] = [
+        (
+            "lume_embedding_requests_total",
+            "Embedding requests answered.",
+            |s| s.requests,
+        ),
+        ("lume_embedding_sequences_total", "Inputs embedded.", |s| {
+            s.sequences
+        }),
+        ("lume_embedding_tokens_total", "Tokens embedded.", |s| {
+            s.tokens
+        }),
+        (
+            "lume_embedding_steps_total",
+            "Embedding steps (every request waiting at a step shares it).",
+            |s| s.steps,
+        ),
+    ];
+    for (name, help, get) in families {
+        p.head(name, "counter", help);
+        for (model, st) in queues {
+            let labels = if labelled {
+                format!("model_name=\"{}\"", esc(model))
+            } else {
+                String::new()
+            };
+            p.sample(name, &labels, get(st) as f64);
+        }
+    }
+    p.out
+}
+
+fn http_counts(p: &mut Prom, http: &BTreeMap<(String, u16), u64>) {
     let name = "lume_http_requests_total";
     p.head(
         name,
@@ -271,7 +432,6 @@ pub fn render(m: &Metrics, model: &str, http: &BTreeMap<(String, u16), u64>) -> 
             *n as f64,
         );
     }
-    p.out
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
 //! The router, and the small routes: health, models, props, slots, tokenize, detokenize,
-//! apply-template, the root page, and the JSON 404/405 fallbacks.
+//! apply-template, and the JSON 404/405 fallbacks (the web chat at `/` is `webui`).
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::from_fn_with_state;
-use axum::response::{Html, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
@@ -16,11 +16,14 @@ use crate::api;
 use crate::body::{parse, JsonBody};
 use crate::chat::{self, MessagesOnly};
 use crate::json::json_response;
-use crate::state::{AppState, Loaded};
-use crate::{auth, completions, metrics, ServerError};
+use crate::models::{self, Listing};
+use crate::state::{AppState, KeepAlive, Kind, Loaded};
+use crate::{
+    anthropic, auth, completions, embeddings, metrics, ollama, rerank, webui, ServerError,
+};
 
-/// Every route; `/health`, `/v1/health` and `/` are open, `/metrics` too unless
-/// `metrics_need_key`, the rest need a key when keys are configured.
+/// Every route; `/health`, `/v1/health` and the web chat (`/` and its files) are open,
+/// `/metrics` too unless `metrics_need_key`, the rest need a key when keys are configured.
 pub fn router(state: Arc<AppState>) -> Router {
     let mut api = Router::new()
         .route("/v1/models", get(models))
@@ -30,12 +33,27 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .route("/apply-template", post(apply_template))
+        .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/embeddings", post(embeddings::embeddings))
+        .route("/v1/rerank", post(rerank::rerank))
+        .route("/rerank", post(rerank::rerank))
+        .route("/v1/reranking", post(rerank::rerank))
         .route("/props", get(props))
-        .route("/slots", get(slots));
+        .route("/slots", get(slots))
+        .route("/api/chat", post(ollama::chat))
+        .route("/api/generate", post(ollama::generate))
+        .route("/api/embed", post(ollama::embed))
+        .route("/api/pull", post(ollama::pull))
+        .route("/api/show", post(ollama::show))
+        .route("/api/tags", get(ollama::tags))
+        .route("/api/ps", get(ollama::ps))
+        .route("/api/version", get(ollama::version))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens));
     let mut open = Router::new()
         .route("/health", get(health))
         .route("/v1/health", get(health))
-        .route("/", get(root));
+        .merge(webui::routes());
     if state.cfg.metrics_need_key {
         api = api.route("/metrics", get(metrics::metrics));
     } else {
@@ -56,18 +74,8 @@ fn ok(value: &impl Serialize) -> Response {
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Result<Response, ServerError> {
-    state.model()?;
+    state.ready()?;
     Ok(ok(&json!({"status": "ok"})))
-}
-
-async fn root() -> Html<String> {
-    Html(format!(
-        "<!doctype html><title>lume</title><h1>lume {}</h1>\
-         <p>An OpenAI-compatible API is served under <code>/v1</code> \
-         (<code>/v1/models</code>, <code>/v1/chat/completions</code>, \
-         <code>/v1/completions</code>).</p>",
-        env!("CARGO_PKG_VERSION")
-    ))
 }
 
 async fn not_found(method: Method, uri: Uri) -> ServerError {
@@ -84,14 +92,15 @@ async fn method_not_allowed(method: Method) -> ServerError {
     }
 }
 
-fn model_object(state: &AppState, m: &Loaded) -> Value {
+fn model_object(state: &AppState, id: &str, m: &Loaded) -> Value {
     let info = m.sched.info();
     json!({
-        "id": state.id(),
+        "id": id,
         "object": "model",
         "created": state.started,
         "owned_by": "lume",
         "meta": {
+            "loaded": true,
             "n_ctx": m.sched.n_ctx(),
             "n_ctx_train": info.n_ctx_train,
             "n_vocab": info.vocab,
@@ -103,29 +112,106 @@ fn model_object(state: &AppState, m: &Loaded) -> Value {
     })
 }
 
+/// An embedding model's `/v1/models` entry.
+fn encoder_object(state: &AppState, id: &str, q: &engine::embeddings::EmbedQueue) -> Value {
+    json!({
+        "id": id,
+        "object": "model",
+        "created": state.started,
+        "owned_by": "lume",
+        "meta": {
+            "loaded": true,
+            "n_embd": q.model().dim(),
+            "max_tokens": q.model().max_len(),
+            "n_vocab": q.model().n_vocab(),
+            "kind": "embedding",
+        },
+    })
+}
+
+/// The `/v1/models` entry of a listed model (one not in memory: its size and `loaded: false`).
+fn listed_object(state: &AppState, l: &Listing) -> Value {
+    match l.resident.as_ref().map(|r| &r.kind) {
+        Some(Kind::Language(m)) => model_object(state, &l.id, m),
+        Some(Kind::Encoder(q)) => encoder_object(state, &l.id, q),
+        None => json!({
+            "id": l.id,
+            "object": "model",
+            "created": state.started,
+            "owned_by": "lume",
+            "meta": {
+                "loaded": false,
+                "loading": l.loading,
+                "size": models::path_size(&l.path),
+            },
+        }),
+    }
+}
+
+/// Every model served (with several: loaded or not, the cache looked at again first).
 async fn models(State(state): State<Arc<AppState>>) -> Result<Response, ServerError> {
-    let m = state.model()?;
-    Ok(ok(
-        &json!({"object": "list", "data": [model_object(&state, m)]}),
-    ))
+    state.ready()?;
+    state.models.rescan();
+    let data: Vec<Value> = state
+        .models
+        .list()
+        .iter()
+        .map(|l| listed_object(&state, l))
+        .collect();
+    Ok(ok(&json!({"object": "list", "data": data})))
 }
 
 async fn model(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ServerError> {
-    let m = state.model()?;
-    if id != state.id() {
-        return Err(state.model_not_found(&id));
-    }
-    Ok(ok(&model_object(&state, m)))
+    state.ready()?;
+    state.models.rescan();
+    let short = id.strip_suffix(":latest").unwrap_or(&id);
+    let l = state
+        .models
+        .list()
+        .into_iter()
+        .find(|l| l.id == id || l.id == short)
+        .ok_or_else(|| state.models.not_found(&id))?;
+    Ok(ok(&listed_object(&state, &l)))
 }
 
-async fn props(State(state): State<Arc<AppState>>) -> Result<Response, ServerError> {
-    let m = state.model()?;
+/// `name` of a query string (`?model=NAME`), percent-decoded.
+fn query_param(uri: &Uri, name: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// llama-server's `/props` of one model.
+fn model_props(id: &str, m: &Loaded) -> Value {
     let n_ctx = m.sched.n_ctx();
-    Ok(ok(&json!({
-        "model": state.id(),
+    json!({
+        "model": id,
         "model_path": m.sched.path().display().to_string(),
         "n_ctx": n_ctx,
         "total_slots": m.sched.n_slots(),
@@ -147,18 +233,48 @@ async fn props(State(state): State<Arc<AppState>>) -> Result<Response, ServerErr
             },
         },
         "build_info": format!("lume {}", env!("CARGO_PKG_VERSION")),
+    })
+}
+
+/// One model: its properties. Several: `?model=NAME` gives that model's (loading it), and
+/// without it the server's: the models (`id`, `loaded`), the budget and the settings every
+/// model is loaded with (`model` is null).
+async fn props(State(state): State<Arc<AppState>>, uri: Uri) -> Result<Response, ServerError> {
+    let name = query_param(&uri, "model").filter(|n| !n.is_empty());
+    if !state.multi() || name.is_some() {
+        let m = state.model(name.as_deref(), None).await?;
+        return Ok(ok(&model_props(m.id(), &m)));
+    }
+    state.models.rescan();
+    let list: Vec<Value> = state
+        .models
+        .list()
+        .iter()
+        .map(|l| json!({"id": l.id, "loaded": l.resident.is_some(), "loading": l.loading}))
+        .collect();
+    let o = &state.cfg.scheduler;
+    Ok(ok(&json!({
+        "model": Value::Null,
+        "models": list,
+        "n_ctx": o.n_ctx,
+        "total_slots": o.n_slots.max(1),
+        "max_loaded": state.models.max_loaded(),
+        "max_memory": state.models.max_memory(),
+        "keep_alive": match state.models.keep_alive() {
+            KeepAlive::Forever => Value::from(-1),
+            KeepAlive::For(d) => Value::from(d.as_secs_f64()),
+        },
+        "build_info": format!("lume {}", env!("CARGO_PKG_VERSION")),
     })))
 }
 
-async fn slots(State(state): State<Arc<AppState>>) -> Result<Response, ServerError> {
-    let m = state.model()?;
+fn slot_list(m: &Loaded, model: Option<&str>) -> Vec<Value> {
     let n_ctx = m.sched.n_ctx();
-    let list: Vec<Value> = m
-        .sched
+    m.sched
         .slots()
         .iter()
         .map(|s| {
-            json!({
+            let mut v = json!({
                 "id": s.id,
                 "is_processing": s.busy,
                 "n_ctx": n_ctx,
@@ -166,15 +282,53 @@ async fn slots(State(state): State<Arc<AppState>>) -> Result<Response, ServerErr
                 "n_prompt_left": s.n_prompt_left,
                 "n_decoded": s.n_gen,
                 "id_task": s.request.map_or(-1, |r| r.0 as i64),
-            })
+            });
+            if let Some(id) = model {
+                v["model"] = json!(id);
+            }
+            v
         })
-        .collect();
-    Ok(ok(&list))
+        .collect()
+}
+
+/// One model: its slots. Several (nothing is loaded for it): `?model=NAME` gives that model's
+/// (`[]` when it is not in memory), and without it the slots of every model in memory, each
+/// with its `model`.
+async fn slots(State(state): State<Arc<AppState>>, uri: Uri) -> Result<Response, ServerError> {
+    if !state.multi() {
+        let m = state.model(None, None).await?;
+        return Ok(ok(&slot_list(&m, None)));
+    }
+    let want = match query_param(&uri, "model").filter(|n| !n.is_empty()) {
+        Some(n) => Some(state.resolve(Some(&n))?),
+        None => None,
+    };
+    let mut out = Vec::new();
+    for l in state.models.list() {
+        if want.as_ref().is_some_and(|w| *w != l.id) {
+            continue;
+        }
+        if let Some(Kind::Language(m)) = l.resident.as_ref().map(|r| &r.kind) {
+            out.extend(slot_list(m, Some(&l.id)));
+        }
+    }
+    Ok(ok(&out))
+}
+
+/// The model a llama-server route (`/tokenize`, `/detokenize`, `/apply-template`) names: its
+/// `model` field with several models; with one, the field is ignored (as llama-server does).
+fn named<'a>(state: &AppState, model: &'a Option<String>) -> Option<&'a str> {
+    if state.multi() {
+        model.as_deref()
+    } else {
+        None
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct TokenizeReq {
+    model: Option<String>,
     content: Option<String>,
     add_special: Option<bool>,
     parse_special: Option<bool>,
@@ -185,8 +339,9 @@ async fn tokenize(
     State(state): State<Arc<AppState>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ServerError> {
-    let m = state.model()?;
+    state.ready()?;
     let r: TokenizeReq = parse(&body)?;
+    let m = state.model(named(&state, &r.model), None).await?;
     let content = r
         .content
         .ok_or_else(|| ServerError::bad("'content' is required", "content"))?;
@@ -217,6 +372,7 @@ async fn tokenize(
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct DetokenizeReq {
+    model: Option<String>,
     tokens: Option<Vec<u32>>,
 }
 
@@ -224,8 +380,9 @@ async fn detokenize(
     State(state): State<Arc<AppState>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ServerError> {
-    let m = state.model()?;
+    state.ready()?;
     let r: DetokenizeReq = parse(&body)?;
+    let m = state.model(named(&state, &r.model), None).await?;
     let ids = r
         .tokens
         .ok_or_else(|| ServerError::bad("'tokens' is required", "tokens"))?;
@@ -245,9 +402,12 @@ async fn apply_template(
     State(state): State<Arc<AppState>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ServerError> {
-    let m = state.model()?;
+    state.ready()?;
     let r: MessagesOnly = parse(&body)?;
+    let m = state.model(named(&state, &r.model), None).await?;
     let msgs = chat::messages(r.messages)?;
     let kw = chat::kwargs(r.chat_template_kwargs)?;
-    Ok(ok(&json!({ "prompt": chat::render(m, &msgs, kw)? })))
+    let tools = chat::tool_setup(r.tools.as_ref(), r.tool_choice.as_ref())?;
+    let prompt = chat::render(&m, msgs, kw, tools.as_ref().map(|(t, _)| t.as_slice()))?;
+    Ok(ok(&json!({ "prompt": prompt })))
 }

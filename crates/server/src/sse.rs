@@ -1,7 +1,9 @@
-//! Server-sent events: `data: {json}\n\n` per chunk, `data: [DONE]\n\n` at the end. An
-//! [`Encoder`] turns the scheduler's events into chunks; the driver owns the [`Running`]
-//! requests, so a client that disconnects drops the body stream, which cancels them.
-//! An error after the stream began goes out as `data: {"error":{...}}`, then `[DONE]`.
+//! Streamed answers. OpenAI's server-sent events: `data: {json}\n\n` per chunk,
+//! `data: [DONE]\n\n` at the end; Anthropic's named events (no end marker); ollama's NDJSON
+//! ([`Framing`]). An [`Encoder`] turns the scheduler's events into chunks; the driver owns the
+//! [`Running`] requests, so a client that disconnects drops the body stream, which cancels them.
+//! An error after the stream began goes out as an error chunk in the stream's shape
+//! (`data: {"error":{...}}` then `[DONE]`, `event: error`, or a line `{"error": "..."}`).
 
 use std::convert::Infallible;
 
@@ -10,8 +12,57 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use engine::Event;
 
+use crate::error::Dialect;
 use crate::generate::Running;
 use crate::ServerError;
+
+/// How a stream's chunks go on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// `data: {chunk}\n\n`, then `data: [DONE]\n\n` (OpenAI).
+    OpenAi,
+    /// Each chunk is a whole event, `event: NAME\ndata: {json}`, followed by a blank line; no
+    /// end marker (Anthropic).
+    Events,
+    /// One JSON object per line (ollama).
+    Ndjson,
+}
+
+impl Framing {
+    fn push(self, b: &mut String, chunk: &str) {
+        match self {
+            Framing::OpenAi => {
+                b.push_str("data: ");
+                b.push_str(chunk);
+                b.push_str("\n\n");
+            }
+            Framing::Events => {
+                b.push_str(chunk);
+                b.push_str("\n\n");
+            }
+            Framing::Ndjson => {
+                b.push_str(chunk);
+                b.push('\n');
+            }
+        }
+    }
+
+    /// The chunk that reports `e` mid-stream.
+    fn error(self, e: &ServerError) -> String {
+        match self {
+            Framing::OpenAi => e.body().to_string(),
+            Framing::Events => format!("event: error\ndata: {}", e.body_in(Dialect::Anthropic)),
+            Framing::Ndjson => e.body_in(Dialect::Ollama).to_string(),
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Framing::OpenAi | Framing::Events => "text/event-stream",
+            Framing::Ndjson => "application/x-ndjson",
+        }
+    }
+}
 
 /// Turns events into chunk JSON texts.
 pub trait Encoder: Send + 'static {
@@ -34,6 +85,7 @@ struct Driver<E> {
     enc: E,
     phase: Phase,
     left: usize,
+    framing: Framing,
 }
 
 impl<E: Encoder> Driver<E> {
@@ -42,7 +94,7 @@ impl<E: Encoder> Driver<E> {
         let mut out = Vec::new();
         loop {
             if !out.is_empty() {
-                return Some(frames(&out));
+                return Some(frames(self.framing, &out));
             }
             match self.phase {
                 Phase::End => return None,
@@ -79,35 +131,43 @@ impl<E: Encoder> Driver<E> {
 
     fn finish(&mut self, out: &mut Vec<String>) {
         self.enc.end(out);
-        out.push("[DONE]".into());
+        if self.framing == Framing::OpenAi {
+            out.push("[DONE]".into());
+        }
         self.phase = Phase::End;
     }
 
     fn fail(&mut self, e: ServerError, out: &mut Vec<String>) {
-        out.push(e.body().to_string());
-        out.push("[DONE]".into());
+        out.push(self.framing.error(&e));
+        if self.framing == Framing::OpenAi {
+            out.push("[DONE]".into());
+        }
         self.phase = Phase::End;
     }
 }
 
-fn frames(chunks: &[String]) -> Bytes {
+fn frames(framing: Framing, chunks: &[String]) -> Bytes {
     let mut b = String::with_capacity(chunks.iter().map(|c| c.len() + 8).sum());
     for c in chunks {
-        b.push_str("data: ");
-        b.push_str(c);
-        b.push_str("\n\n");
+        framing.push(&mut b, c);
     }
     Bytes::from(b)
 }
 
-/// The streamed response for `run`.
+/// The streamed response for `run` (OpenAI's server-sent events).
 pub fn response(run: Running, enc: impl Encoder) -> Response {
+    response_framed(run, enc, Framing::OpenAi)
+}
+
+/// The streamed response for `run`, framed as `framing` says.
+pub fn response_framed(run: Running, enc: impl Encoder, framing: Framing) -> Response {
     let left = run.len();
     let driver = Driver {
         run,
         enc,
         phase: Phase::Start,
         left,
+        framing,
     };
     let stream = futures_util::stream::unfold(driver, |mut d| async move {
         d.next().await.map(|b| (Ok::<_, Infallible>(b), d))
@@ -117,7 +177,7 @@ pub fn response(run: Running, enc: impl Encoder) -> Response {
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
+        HeaderValue::from_static(framing.content_type()),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp

@@ -1,76 +1,115 @@
-//! What every handler shares: the configuration, the model once it is loaded, the HTTP
-//! counters.
+//! What every handler shares: the configuration, the models ([`Models`]), the HTTP counters.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use engine::{ChatTemplate, Scheduler};
+use engine::embeddings::EmbedQueue;
 
+pub use crate::keep_alive::KeepAlive;
+pub use crate::models::{Kind, Lease, Loaded, Model, Models};
 use crate::{ServerConfig, ServerError};
-
-/// The loaded model.
-pub struct Loaded {
-    pub sched: Scheduler,
-    /// `None` for a base model (chat routes answer 400).
-    pub template: Option<ChatTemplate>,
-    /// Weights in the file (sum of tensor elements).
-    pub n_params: u64,
-}
 
 pub struct AppState {
     pub cfg: ServerConfig,
     /// The API keys as bytes (compared in constant time).
     pub keys: Vec<Vec<u8>>,
-    loaded: OnceLock<Loaded>,
+    pub models: Arc<Models>,
     /// Requests answered, by (route, status).
     http: Mutex<BTreeMap<(String, u16), u64>>,
     /// Unix time the server started (the `created` of `/v1/models`).
     pub started: u64,
 }
 
+/// A held model's embedding queue.
+pub struct Embedder {
+    pub queue: EmbedQueue,
+    /// The language model whose embeddings these are (`None`: an embedding model).
+    pub language: Option<Model>,
+    /// Holds the model while the embedding runs.
+    _lease: Lease,
+}
+
 impl AppState {
     pub fn new(cfg: ServerConfig) -> AppState {
         let keys = cfg.api_keys.iter().map(|k| k.as_bytes().to_vec()).collect();
+        let models = Arc::new(Models::new(&cfg));
         AppState {
             cfg,
             keys,
-            loaded: OnceLock::new(),
+            models,
             http: Mutex::new(BTreeMap::new()),
             started: unix_now(),
         }
     }
 
-    /// The model, or [`ServerError::Loading`] while it loads.
-    pub fn model(&self) -> Result<&Loaded, ServerError> {
-        self.loaded.get().ok_or(ServerError::Loading)
+    /// Several models by name (else one).
+    pub fn multi(&self) -> bool {
+        self.models.multi()
     }
 
-    pub fn set_model(&self, m: Loaded) {
-        let _ = self.loaded.set(m);
-    }
-
-    pub fn id(&self) -> &str {
-        &self.cfg.model_id
-    }
-
-    /// A request with this `model` is ours: our id, empty, absent or `default`.
-    pub fn check_model(&self, name: Option<&str>) -> Result<(), ServerError> {
-        match name {
-            None | Some("") | Some("default") => Ok(()),
-            Some(n) if n == self.id() => Ok(()),
-            Some(n) => Err(self.model_not_found(n)),
+    /// Ok once the one model is loaded; always with several (each loads on first use).
+    pub fn ready(&self) -> Result<(), ServerError> {
+        if self.models.ready() {
+            Ok(())
+        } else {
+            Err(ServerError::Loading)
         }
     }
 
-    pub fn model_not_found(&self, name: &str) -> ServerError {
-        ServerError::NotFound {
-            message: format!(
-                "model '{name}' not found; this server serves '{}'",
-                self.id()
-            ),
-            param: Some("model".into()),
-            code: "model_not_found",
+    /// The served id a request's `model` names.
+    pub fn resolve(&self, name: Option<&str>) -> Result<String, ServerError> {
+        self.models.resolve(name)
+    }
+
+    /// The model a request names, loaded (see [`Models::acquire`]); `keep`: the request's
+    /// `keep_alive`, if it sent one.
+    pub async fn lease(
+        &self,
+        name: Option<&str>,
+        keep: Option<KeepAlive>,
+    ) -> Result<Lease, ServerError> {
+        let id = self.resolve(name)?;
+        self.models.acquire(&id, keep).await
+    }
+
+    /// The language model a request names (a 400 for an embedding model).
+    pub async fn model(
+        &self,
+        name: Option<&str>,
+        keep: Option<KeepAlive>,
+    ) -> Result<Model, ServerError> {
+        Model::of(self.lease(name, keep).await?)
+    }
+
+    /// The embedding queue of the model a request names: an embedding model's, or a
+    /// language model's (over the same file, loaded on first use).
+    pub async fn embedder(
+        &self,
+        name: Option<&str>,
+        keep: Option<KeepAlive>,
+    ) -> Result<Embedder, ServerError> {
+        let lease = self.lease(name, keep).await?;
+        match lease.kind() {
+            Some(Kind::Encoder(q)) => Ok(Embedder {
+                queue: q.clone(),
+                language: None,
+                _lease: lease,
+            }),
+            _ => {
+                let m = Model::of(lease.clone())?;
+                let mm = m.clone();
+                let queue = tokio::task::spawn_blocking(move || mm.embedder())
+                    .await
+                    .map_err(|e| {
+                        ServerError::Internal(format!("the embedding loader failed: {e}"))
+                    })??;
+                Ok(Embedder {
+                    queue,
+                    language: Some(m),
+                    _lease: lease,
+                })
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use server::{Server, ServerConfig, ServerError};
+use server::{KeepAlive, ModelSpec, Server, ServerConfig, ServerError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::RwLock;
@@ -61,7 +61,7 @@ fn config(model: &str, n_slots: usize, n_ctx: usize) -> ServerConfig {
         port: 0,
         model_path: model_path(model),
         model_id: model.into(),
-        grace: Duration::from_secs(10),
+        drain_timeout: Duration::from_secs(10),
         log: false,
         ..Default::default()
     };
@@ -478,10 +478,10 @@ async fn model_names_served_and_unknown_404() {
 #[tokio::test]
 async fn unknown_route_404_and_wrong_method_405_are_json() {
     let addr = shared().await;
-    let e = get(addr, "/v1/embeddings", Some(KEY))
+    let e = get(addr, "/v1/audio/speech", Some(KEY))
         .await
         .unwrap()
-        .error(404, "/v1/embeddings");
+        .error(404, "/v1/audio/speech");
     assert_eq!(e["code"], "not_found");
     let r = send(addr, "DELETE", "/v1/models", Some(KEY), &[], None)
         .await
@@ -1548,4 +1548,283 @@ async fn a_bad_chat_template_stops_the_server_at_bind() {
     cfg.chat_template = Some("{% for %}".into());
     let err = Server::bind(cfg).await.err().expect("bind refuses it");
     assert!(err.to_string().contains("chat template"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several models by name (private multi-model servers)
+
+const BASE: &str = "gemma3-270m";
+const QWEN: &str = "qwen2.5-coder-0.5b";
+
+/// A multi-model server of the catalogue models `names`, each loaded on first use.
+fn multi_config(names: &[&str], n_slots: usize, n_ctx: usize) -> ServerConfig {
+    let mut cfg = ServerConfig {
+        host: "127.0.0.1".into(),
+        port: 0,
+        multi: true,
+        models: names
+            .iter()
+            .map(|n| ModelSpec {
+                id: n.to_string(),
+                path: model_path(n),
+            })
+            .collect(),
+        drain_timeout: Duration::from_secs(10),
+        log: false,
+        ..Default::default()
+    };
+    cfg.scheduler.n_slots = n_slots;
+    cfg.scheduler.n_ctx = n_ctx;
+    cfg.scheduler.threads = 2;
+    cfg
+}
+
+/// The names `/api/ps` lists (the models in memory), sorted.
+async fn in_memory(addr: SocketAddr) -> Vec<String> {
+    let v = get(addr, "/api/ps", None).await.unwrap().json();
+    let mut names: Vec<String> = v["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Reads a streamed answer to its end (`[DONE]` or the connection's end).
+async fn read_to_end(mut s: TcpStream) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let k = tokio::time::timeout(left, s.read(&mut buf))
+            .await
+            .expect("the stream did not end in time")
+            .unwrap_or(0);
+        if k == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..k]);
+        if String::from_utf8_lossy(&seen).contains("data: [DONE]") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+async fn stop(h: Handle) {
+    tokio::task::spawn_blocking(move || h.stop())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn multi_budget_refuses_a_model_too_large_and_waits_for_busy_ones() {
+    // 1 model at a time, 256 MiB: smollm2 (about 105 MiB at 1 x 512) and gemma3 (about
+    // 250 MiB) fit alone, qwen (over 460 MiB) never does.
+    let mut cfg = multi_config(&[MODEL, BASE, QWEN], 1, 512);
+    cfg.max_loaded = 1;
+    cfg.max_memory = Some(256 << 20);
+    cfg.keep_alive = KeepAlive::For(Duration::from_secs(600));
+    let h = spawn(cfg);
+    wait_ready(h.addr).await;
+    let addr = h.addr;
+    assert!(in_memory(addr).await.is_empty(), "nothing loads at start");
+
+    let one = |model: &str| json!({"model": model, "prompt": "Hi", "max_tokens": 1});
+    let r = post(addr, "/v1/completions", None, &one(QWEN)).await;
+    let e = r.error(400, "--max-memory");
+    assert_eq!(e["code"], "model_too_large");
+    assert!(e["message"].as_str().unwrap().contains(QWEN), "{e}");
+
+    // smollm2 streams: it holds the only place, so gemma3 is refused with a retry.
+    let long = json!({"model": MODEL, "prompt": "Once upon a time", "max_tokens": 400,
+                      "temperature": 0, "stream": true, "logit_bias": {"0": -100, "2": -100}});
+    let running = open_stream(addr, &long, 2).await;
+    let r = post(addr, "/v1/completions", None, &one(BASE)).await;
+    let e = r.error(503, "--max-loaded 1");
+    assert_eq!(e["code"], "models_busy");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(in_memory(addr).await, vec![format!("{MODEL}:latest")]);
+
+    // Once the stream is gone, gemma3 takes its place (the idle model is evicted).
+    drop(running);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = post(addr, "/v1/completions", None, &one(BASE)).await;
+        if r.status == 200 {
+            assert_eq!(r.json()["model"], BASE);
+            break;
+        }
+        r.error(503, "--max-loaded 1");
+        assert!(Instant::now() < deadline, "gemma3 never got the place");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(in_memory(addr).await, vec![format!("{BASE}:latest")]);
+    let m = get(addr, "/metrics", None).await.unwrap().text();
+    let evicted = format!("model=\"{MODEL}\",reason=\"evicted\"");
+    assert_eq!(metric(&m, "lume_model_unloads_total", &evicted), Some(1.0));
+    assert_eq!(
+        metric(&m, "lume_model_loaded", &format!("model=\"{BASE}\"")),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, "lume_model_loads_total", &format!("model=\"{QWEN}\"")),
+        Some(0.0)
+    );
+    stop(h).await;
+}
+
+#[tokio::test]
+async fn multi_keep_alive_never_unloads_a_model_under_a_request() {
+    let mut cfg = multi_config(&[MODEL], 1, 512);
+    cfg.keep_alive = KeepAlive::For(Duration::from_millis(500));
+    let h = spawn(cfg);
+    wait_ready(h.addr).await;
+    let addr = h.addr;
+    let long = json!({"model": MODEL, "prompt": "Once upon a time", "max_tokens": 400,
+                      "temperature": 0, "stream": true, "logit_bias": {"0": -100, "2": -100}});
+    let t0 = Instant::now();
+    let s = open_stream(addr, &long, 2).await;
+    let reader = tokio::spawn(read_to_end(s));
+    // While the request runs (well past the keep_alive), the model stays.
+    let mut busy_late = 0;
+    while !reader.is_finished() {
+        let busy = !slots_idle(addr).await;
+        if busy {
+            assert_eq!(
+                in_memory(addr).await,
+                vec![format!("{MODEL}:latest")],
+                "unloaded under a running request"
+            );
+            if t0.elapsed() > Duration::from_millis(1500) {
+                busy_late += 1;
+            }
+        }
+        assert!(t0.elapsed() < REQUEST_TIMEOUT, "the stream did not end");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = reader.await.unwrap();
+    assert!(body.contains("data: [DONE]"), "{body}");
+    assert!(
+        busy_late > 0,
+        "the request ended before its keep_alive ran out twice over"
+    );
+    // Once it is done, the keep_alive runs out and the model unloads.
+    let done = Instant::now();
+    while !in_memory(addr).await.is_empty() {
+        assert!(
+            done.elapsed() < Duration::from_secs(10),
+            "never unloaded after its keep_alive"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(done.elapsed() >= Duration::from_millis(300));
+    let m = get(addr, "/metrics", None).await.unwrap().text();
+    let expired = format!("model=\"{MODEL}\",reason=\"expired\"");
+    assert_eq!(metric(&m, "lume_model_unloads_total", &expired), Some(1.0));
+    stop(h).await;
+}
+
+#[tokio::test]
+async fn multi_names_and_lists() {
+    let cfg = multi_config(&[MODEL, BASE], 1, 256);
+    let h = spawn(cfg);
+    let addr = h.addr;
+    // Ready at once: there is nothing to load before the first request.
+    wait_ready(addr).await;
+    let r = post(
+        addr,
+        "/v1/completions",
+        None,
+        &json!({"prompt": "Hi", "max_tokens": 1}),
+    )
+    .await;
+    let e = r.error(400, "serves several models");
+    assert_eq!(e["code"], "model_required");
+    let r = post(
+        addr,
+        "/v1/completions",
+        None,
+        &json!({"model": "no-such-model", "prompt": "Hi", "max_tokens": 1}),
+    )
+    .await;
+    let e = r.error(404, "no-such-model");
+    assert_eq!(e["code"], "model_not_found");
+    assert!(e["message"].as_str().unwrap().contains(BASE), "{e}");
+    // Listed before any is loaded.
+    let v = get(addr, "/v1/models", None).await.unwrap().json();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![BASE, MODEL]);
+    assert!(v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["meta"]["loaded"] == false));
+    // ollama's `:latest` names the same model; the tokenizer routes take a `model`.
+    let r = post(
+        addr,
+        "/tokenize",
+        None,
+        &json!({"model": format!("{MODEL}:latest"), "content": "Hello"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = get(addr, &format!("/v1/models/{MODEL}"), None)
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(v["meta"]["loaded"], true);
+    assert_eq!(v["meta"]["n_ctx"], 256);
+    let v = get(addr, "/props", None).await.unwrap().json();
+    assert!(v["model"].is_null(), "{v}");
+    assert_eq!(v["models"].as_array().unwrap().len(), 2);
+    let v = get(addr, &format!("/props?model={MODEL}"), None)
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(v["model"], MODEL);
+    let v = get(addr, &format!("/slots?model={BASE}"), None)
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(v, json!([]), "a model not in memory has no slots");
+    let r = get(addr, "/slots?model=nope", None).await.unwrap();
+    r.error(404, "nope");
+    stop(h).await;
+}
+
+#[tokio::test]
+async fn multi_keep_alive_zero_serves_each_request_then_unloads() {
+    let mut cfg = multi_config(&[MODEL], 1, 256);
+    cfg.keep_alive = KeepAlive::For(Duration::ZERO);
+    let h = spawn(cfg);
+    wait_ready(h.addr).await;
+    let addr = h.addr;
+    let body = json!({"model": MODEL, "prompt": "Hi", "max_tokens": 2, "temperature": 0});
+    for round in 1..=2 {
+        // The load's own waiters get the model before it can expire.
+        let r = post(addr, "/v1/completions", None, &body).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let t0 = Instant::now();
+        while !in_memory(addr).await.is_empty() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "not unloaded");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let m = get(addr, "/metrics", None).await.unwrap().text();
+        let label = format!("model=\"{MODEL}\"");
+        assert_eq!(
+            metric(&m, "lume_model_loads_total", &label),
+            Some(round as f64)
+        );
+    }
+    stop(h).await;
 }

@@ -2,6 +2,10 @@
 //! each (the vocabulary spells byte `b` as GPT-2's character for `b`), then the adjacent
 //! pair with the lowest merge rank is merged, leftmost first on ties, until no pair of
 //! neighbours has a merge. A priority queue keeps this O(n log n) in the word length.
+//!
+//! The same merges over raw UTF-8 ([`Bpe::raw_utf8`], Gemma 4's `gemma4` model): a word's
+//! characters start as one symbol each, and a symbol that is not a token falls back to the
+//! `<0xXX>` tokens of its bytes.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -50,6 +54,10 @@ pub struct Bpe {
     byte_token: [u32; 256],
     /// Skip the merges for a word that is already a whole token (Llama 3 style).
     ignore_merges: bool,
+    /// Symbols start as UTF-8 characters, not GPT-2 byte characters.
+    raw: bool,
+    /// The `<0xXX>` token of each byte, or NONE (raw mode's fallback). [256]
+    hex_token: [u32; 256],
 }
 
 /// A symbol of the word being merged: a byte range with its token id.
@@ -116,7 +124,23 @@ impl Bpe {
             byte_char,
             byte_token,
             ignore_merges,
+            raw: false,
+            hex_token: [NONE; 256],
         }
+    }
+
+    /// Switches to merges over raw UTF-8 characters (see the module docs).
+    pub fn raw_utf8(mut self, vocab: &Vocab) -> Bpe {
+        self.raw = true;
+        for (b, t) in self.hex_token.iter_mut().enumerate() {
+            *t = vocab.get(format!("<0x{b:02X}>").as_bytes()).unwrap_or(NONE);
+        }
+        self
+    }
+
+    /// Whether symbols start as UTF-8 characters ([`Bpe::raw_utf8`]).
+    pub fn is_raw_utf8(&self) -> bool {
+        self.raw
     }
 
     /// Append the tokens of one pre-tokenized word (raw bytes) to `out`.
@@ -126,25 +150,50 @@ impl Bpe {
         }
         if self.ignore_merges {
             s.mapped.clear();
-            s.mapped
-                .extend(word.iter().map(|&b| self.byte_char[b as usize]));
+            if self.raw {
+                s.mapped.push_str(&String::from_utf8_lossy(word));
+            } else {
+                s.mapped
+                    .extend(word.iter().map(|&b| self.byte_char[b as usize]));
+            }
             if let Some(id) = vocab.get(s.mapped.as_bytes()) {
                 out.push(id);
                 return;
             }
         }
-        let n = word.len() as u32;
         s.syms.clear();
         s.heap.clear();
-        for (i, &b) in word.iter().enumerate() {
-            let i = i as u32;
-            s.syms.push(Sym {
-                start: i,
-                len: 1,
-                id: self.byte_token[b as usize],
-                prev: if i == 0 { NONE } else { i - 1 },
-                next: if i + 1 == n { NONE } else { i + 1 },
-            });
+        if self.raw {
+            // One symbol per UTF-8 character (an invalid byte is a symbol of its own).
+            let mut at = 0;
+            while at < word.len() {
+                let len = utf8_len(word[at]).min(word.len() - at);
+                let id = vocab.get(&word[at..at + len]).unwrap_or(NONE);
+                s.syms.push(Sym {
+                    start: at as u32,
+                    len: len as u32,
+                    id,
+                    prev: NONE,
+                    next: NONE,
+                });
+                at += len;
+            }
+        } else {
+            for (i, &b) in word.iter().enumerate() {
+                s.syms.push(Sym {
+                    start: i as u32,
+                    len: 1,
+                    id: self.byte_token[b as usize],
+                    prev: NONE,
+                    next: NONE,
+                });
+            }
+        }
+        let n = s.syms.len() as u32;
+        for i in 0..n {
+            let sym = &mut s.syms[i as usize];
+            sym.prev = if i == 0 { NONE } else { i - 1 };
+            sym.next = if i + 1 == n { NONE } else { i + 1 };
         }
         for i in 1..n {
             self.push_pair(s, i - 1, i);
@@ -200,6 +249,16 @@ impl Bpe {
     /// A symbol that is not a token: llama.cpp looks up each byte of its GPT-2 spelling
     /// as a one-byte token and drops the bytes that are not tokens.
     fn fallback(&self, vocab: &Vocab, bytes: &[u8], out: &mut Vec<u32>) {
+        if self.raw {
+            // Raw mode: the `<0xXX>` token of each byte, those missing dropped.
+            out.extend(
+                bytes
+                    .iter()
+                    .map(|&b| self.hex_token[b as usize])
+                    .filter(|&t| t != NONE),
+            );
+            return;
+        }
         let mut buf = [0u8; 4];
         for &b in bytes {
             for &x in self.byte_char[b as usize].encode_utf8(&mut buf).as_bytes() {
@@ -208,5 +267,16 @@ impl Bpe {
                 }
             }
         }
+    }
+}
+
+/// Bytes of the UTF-8 sequence that starts with `b`, by its high bits as llama.cpp counts them
+/// (1 for a continuation byte).
+fn utf8_len(b: u8) -> usize {
+    match b {
+        0xF0..=0xFF => 4,
+        0xE0..=0xEF => 3,
+        0xC0..=0xDF => 2,
+        _ => 1,
     }
 }

@@ -7,7 +7,7 @@ pub enum TokenizerError {
     /// A metadata key is missing or has the wrong type (the GGUF error names file and key).
     #[error(transparent)]
     Gguf(#[from] gguf::GgufError),
-    #[error("{path}: tokenizer model '{model}' (tokenizer.ggml.model) is not supported; lume reads 'gpt2' (byte-level BPE) and 'llama' (SentencePiece)")]
+    #[error("{path}: tokenizer model '{model}' (tokenizer.ggml.model) is not supported; lume reads 'gpt2' (byte-level BPE), 'llama' (SentencePiece), 'gemma4' (BPE over UTF-8) and 'bert' (WordPiece)")]
     UnsupportedModel { path: PathBuf, model: String },
     #[error("{path}: pre-tokenizer '{pre}' (tokenizer.ggml.pre) is not supported")]
     UnsupportedPreTokenizer { path: PathBuf, pre: String },
@@ -34,6 +34,31 @@ pub enum TokenizerError {
         id: u32,
         n_vocab: usize,
         add_key: String,
+    },
+    /// A file of a Hugging Face tokenizer folder (CLIP's `vocab.json`, ...) that cannot be read.
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A JSON file of a tokenizer folder that does not parse, or has the wrong shape.
+    #[error("{path}: bad JSON: {msg}")]
+    Json { path: PathBuf, msg: String },
+    /// A key of a tokenizer folder's JSON file (a token of `vocab.json`, `pad_token` of
+    /// `tokenizer_config.json`, ...) with a value that cannot be used.
+    #[error("{path}: key {key:?}: {msg}")]
+    Config {
+        path: PathBuf,
+        key: String,
+        msg: String,
+    },
+    /// A line of a `merges.txt` that is not a usable merge rule.
+    #[error("{path}:{line}: {entry:?}: {msg}")]
+    MergeLine {
+        path: PathBuf,
+        line: usize,
+        entry: String,
+        msg: String,
     },
 }
 

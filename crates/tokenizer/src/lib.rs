@@ -8,7 +8,11 @@
 //! - [`pretokenize`]: splits text into words for byte-level BPE (GPT-2, Llama 3, Qwen2, ...).
 //! - [`bpe`]: byte-level BPE merges by rank (`tokenizer.ggml.model = "gpt2"`).
 //! - [`spm`]: SentencePiece-style merges by score with byte fallback (`"llama"`).
+//! - [`bpe`] over raw UTF-8 with `▁` for spaces (`"gemma4"`).
+//! - [`wpm`]: llama.cpp's WordPiece over a GGUF vocabulary (`"bert"`).
 //! - [`vocab`]: token strings in one buffer with a hash index.
+//! - [`wordpiece`]: BERT's WordPiece ([`wordpiece::WordPiece`]: BertNormalizer, BertPreTokenizer,
+//!   `##` pieces), from `tokenizer.json`, `vocab.txt` or GGUF `"bert"` metadata.
 //! - [`unicode`] / `unicode_tables`: character classes (letter, number, punctuation, space).
 //!
 //! Outside the library: `examples/tok.rs` (ids and pieces of a text, or a batch as JSON),
@@ -25,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bpe;
+pub mod clip;
 mod error;
 pub mod pretokenize;
 pub mod special;
@@ -32,6 +37,9 @@ pub mod spm;
 pub mod unicode;
 mod unicode_tables;
 pub mod vocab;
+pub mod wordpiece;
+mod wordpiece_tables;
+pub mod wpm;
 
 use std::borrow::Cow;
 
@@ -208,13 +216,25 @@ const UNUSED_ID_KEYS: [&str; 3] = [
     "tokenizer.ggml.mask_token_id",
 ];
 
+/// `tokenizer.ggml.model`, as read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Algo {
+    Spm,
+    Bpe,
+    Gemma4,
+    Wpm,
+}
+
 /// Which merge algorithm the vocabulary uses.
 enum Model {
-    /// Byte-level BPE with a pre-tokenizer.
+    /// Byte-level BPE with a pre-tokenizer (or, when `bpe` is over raw UTF-8, Gemma 4's BPE
+    /// with spaces written as `▁`).
     Bpe {
         bpe: Box<bpe::Bpe>,
         pre: PreTokenizer,
     },
+    /// llama.cpp's WordPiece.
+    Wpm(wpm::Wpm),
     /// SentencePiece-style BPE by scores.
     Spm {
         scores: Vec<f32>,
@@ -315,9 +335,11 @@ impl Tokenizer {
         };
 
         let model_name = file.get_str("tokenizer.ggml.model")?;
-        let is_spm = match model_name {
-            "llama" => true,
-            "gpt2" => false,
+        let algo = match model_name {
+            "llama" => Algo::Spm,
+            "gpt2" => Algo::Bpe,
+            "gemma4" => Algo::Gemma4,
+            "bert" => Algo::Wpm,
             other => {
                 return Err(TokenizerError::UnsupportedModel {
                     path,
@@ -325,6 +347,9 @@ impl Tokenizer {
                 })
             }
         };
+        let is_spm = algo == Algo::Spm;
+        // Token texts spell spaces as `▁` (decoded back to spaces).
+        let escaped = algo != Algo::Bpe;
 
         // --- token strings, attributes, scores
         let raw = file.get_str_array("tokenizer.ggml.tokens")?;
@@ -392,8 +417,10 @@ impl Tokenizer {
         // --- flags
         let pre_name =
             optional(file, "tokenizer.ggml.pre", GgufFile::get_str)?.unwrap_or("default");
-        let (pre, ignore_merges) = if is_spm {
+        let (pre, ignore_merges) = if is_spm || algo == Algo::Wpm {
             (PreTokenizer::Default, false)
+        } else if algo == Algo::Gemma4 {
+            (PreTokenizer::Newlines, false)
         } else {
             PreTokenizer::from_name(pre_name).ok_or_else(|| {
                 TokenizerError::UnsupportedPreTokenizer {
@@ -408,8 +435,12 @@ impl Tokenizer {
         let is_llama3 = matches!(pre, PreTokenizer::Llama3 { max_digits: 3 }) && ignore_merges;
         let add_bos_key = optional(file, ADD_BOS_KEY, GgufFile::get_bool)?;
         let add_eos_key = optional(file, ADD_EOS_KEY, GgufFile::get_bool)?;
-        let add_bos = add_bos_key.unwrap_or(is_spm || is_llama3);
-        let add_eos = add_eos_key.unwrap_or(false);
+        // llama.cpp always adds BOS for Gemma 4, and [CLS] ... [SEP] for WordPiece.
+        let add_bos = match algo {
+            Algo::Gemma4 | Algo::Wpm => true,
+            _ => add_bos_key.unwrap_or(is_spm || is_llama3),
+        };
+        let add_eos = algo == Algo::Wpm || add_eos_key.unwrap_or(false);
         let add_space_prefix = flag("tokenizer.ggml.add_space_prefix", is_spm)?;
 
         // --- special token ids (the table above MERGES_KEY says what a bad one does)
@@ -427,6 +458,15 @@ impl Tokenizer {
             is_spm.then_some(2),
             (add_eos_key == Some(true)).then_some(ADD_EOS_KEY),
         )?;
+        // WordPiece wraps a text in [CLS] ... [SEP].
+        let (bos, eos) = if algo == Algo::Wpm {
+            (
+                id_key("tokenizer.ggml.cls_token_id", None, None)?.or(bos),
+                id_key("tokenizer.ggml.seperator_token_id", None, None)?.or(eos),
+            )
+        } else {
+            (bos, eos)
+        };
         let mut eot = id_key("tokenizer.ggml.eot_token_id", None, None)?;
         let mut eom = id_key("tokenizer.ggml.eom_token_id", None, None)?;
         let unk = id_key("tokenizer.ggml.unknown_token_id", is_spm.then_some(0), None)?;
@@ -459,7 +499,7 @@ impl Tokenizer {
         // --- decoded bytes of each token
         let byte_char = unicode::byte_to_char_table();
         let (pieces, piece_offs) =
-            decode_pieces(&vocab, &attrs, is_spm, &byte_char).ok_or_else(|| {
+            decode_pieces(&vocab, &attrs, escaped, &byte_char).ok_or_else(|| {
                 invalid(
                     "tokenizer.ggml.tokens",
                     "the vocabulary text is too large".into(),
@@ -477,6 +517,17 @@ impl Tokenizer {
                     .unwrap_or(NONE);
             }
             Model::Spm { scores, byte_token }
+        } else if algo == Algo::Wpm {
+            let lowercase = flag("tokenizer.ggml.normalizer.lowercase", true)?;
+            Model::Wpm(wpm::Wpm {
+                lowercase,
+                strip_accents: flag("tokenizer.ggml.normalizer.strip_accents", lowercase)?,
+                max_token_len: (0..n as u32)
+                    .map(|i| vocab.text(i).len())
+                    .max()
+                    .unwrap_or(0),
+                unk,
+            })
         } else {
             let merges = file.get_str_array(MERGES_KEY)?;
             if let Some((index, entry)) = merges.iter().enumerate().find(|(_, m)| !is_merge(m)) {
@@ -486,8 +537,10 @@ impl Tokenizer {
                     entry: entry.to_string(),
                 });
             }
+            let bpe = bpe::Bpe::new(&vocab, &merges, byte_char, ignore_merges);
+            let gemma4 = algo == Algo::Gemma4;
             Model::Bpe {
-                bpe: Box::new(bpe::Bpe::new(&vocab, &merges, byte_char, ignore_merges)),
+                bpe: Box::new(if gemma4 { bpe.raw_utf8(&vocab) } else { bpe }),
                 pre,
             }
         };
@@ -549,20 +602,45 @@ impl Tokenizer {
                     }
                 }
             }
+            Model::Wpm(wpm) => {
+                for f in &frags {
+                    match f {
+                        Fragment::Token(id) => out.push(*id),
+                        Fragment::Text(r) => wpm.encode(&self.vocab, &text[r.clone()], &mut out),
+                    }
+                }
+            }
             Model::Bpe { bpe, pre } => {
+                // Gemma 4 (the only BPE over raw UTF-8): spaces as `▁`, newline runs kept whole.
+                let gemma4 = bpe.is_raw_utf8();
                 let mut words = Vec::new();
                 let mut scratch = bpe::Scratch::default();
+                let mut escaped = String::new();
                 for f in &frags {
                     match f {
                         Fragment::Token(id) => out.push(*id),
                         Fragment::Text(r) => {
-                            let frag = &text[r.clone()];
+                            let mut frag = &text[r.clone()];
+                            if gemma4 {
+                                escaped.clear();
+                                escaped
+                                    .extend(frag.chars().map(|c| if c == ' ' { '▁' } else { c }));
+                                frag = &escaped;
+                            }
                             words.clear();
                             pre.split(frag, &mut words);
                             for w in &words {
+                                let word = &frag[w.clone()];
+                                // Gemma 4: a run of newlines that is a token stays whole.
+                                if gemma4 && word.starts_with('\n') {
+                                    if let Some(id) = self.vocab.get(word.as_bytes()) {
+                                        out.push(id);
+                                        continue;
+                                    }
+                                }
                                 bpe.encode_word(
                                     &self.vocab,
-                                    frag[w.clone()].as_bytes(),
+                                    word.as_bytes(),
                                     &mut out,
                                     &mut scratch,
                                 );
@@ -610,11 +688,7 @@ impl Tokenizer {
     /// The token's string as stored in the vocabulary (e.g. `Ġthe`, `▁the`, `<0x0A>`);
     /// empty for ids outside the vocabulary.
     pub fn token_text(&self, id: u32) -> &str {
-        if (id as usize) < self.vocab.len() {
-            self.vocab.text(id)
-        } else {
-            ""
-        }
+        self.vocab.text_or_empty(id)
     }
 
     /// The id of the token whose vocabulary string is exactly `text`.

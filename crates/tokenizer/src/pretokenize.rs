@@ -15,10 +15,23 @@
 //! - `llama-bpe` (Llama 3): `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
 //!   ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 //! - `qwen2`: the Llama 3 regex with `\p{N}` (single digits) instead of `\p{N}{1,3}`.
+//! - `qwen35`: the Qwen2 regex with marks (`\p{M}`) counted with the letters:
+//!   `[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+` and ` ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*`.
+//! - `falcon`: ``[\p{P}\$\+<=>\^~\|`]+``, then GPT-2, then `[0-9][0-9][0-9]`.
+//! - `deepseek-coder`: `[\r\n]`, `\s?\p{L}+`, `\s?\p{P}+`, `[一-龥ࠀ-一가-퟿]+`, `\p{N}`.
+//! - `deepseek-llm`: `[\r\n]`, `\s?[A-Za-zµÀ-Ö…]+` (an explicit list of cased-letter ranges,
+//!   [`DEEPSEEK_LETTERS`]), `\s?[!-/:-~！-／：-～‘-‟　-。]+`, `\s+$`, `[一-龥ࠀ-一가-퟿]+`, `\p{N}+`.
+//! - `gemma4` (the `gemma4` tokenizer model, not a `pre` name): runs of newlines and runs of
+//!   everything else (`[^\n]+|[\n]+`); spaces were written as `▁` before.
+//!
+//! llama.cpp runs the patterns it has no hand-written splitter for with `std::regex`, on a
+//! copy of the text in which every non-ASCII whitespace character became U+000B; so in
+//! those patterns `\s` is [`F_SPACE`] and an explicit range never matches a whitespace
+//! character (U+3000 in `　-。`, for one).
 
 use std::ops::Range;
 
-use crate::unicode::{flags, F_LETTER, F_NUMBER, F_PUNCT, F_SPACE};
+use crate::unicode::{flags, in_table, F_LETTER, F_MARK, F_NUMBER, F_PUNCT, F_SPACE};
 
 /// The pre-tokenizer named by `tokenizer.ggml.pre`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +44,16 @@ pub enum PreTokenizer {
     DigitsThenGpt2,
     /// The Llama 3 regex family; `max_digits` is 3 for Llama 3, 1 for Qwen2.
     Llama3 { max_digits: usize },
+    /// Qwen 3.5: Qwen2's regex with combining marks counted as letters.
+    Qwen35,
+    /// Falcon: punctuation runs (backtick included), GPT-2, 3-digit groups.
+    Falcon,
+    /// DeepSeek Coder's chain.
+    DeepseekCoder,
+    /// DeepSeek LLM's chain.
+    DeepseekLlm,
+    /// Gemma 4: newline runs and the text between them.
+    Newlines,
 }
 
 impl PreTokenizer {
@@ -55,6 +78,11 @@ impl PreTokenizer {
             "qwen2" | "deepseek-r1-qwen" | "stablelm2" | "megrez" | "hunyuan" => {
                 (PreTokenizer::Llama3 { max_digits: 1 }, false)
             }
+            "qwen35" => (PreTokenizer::Qwen35, false),
+            "falcon" => (PreTokenizer::Falcon, false),
+            "deepseek-coder" => (PreTokenizer::DeepseekCoder, false),
+            "deepseek-llm" => (PreTokenizer::DeepseekLlm, false),
+            "gemma4" => (PreTokenizer::Newlines, false),
             _ => return None,
         })
     }
@@ -82,7 +110,50 @@ impl PreTokenizer {
             }
             PreTokenizer::Llama3 { max_digits } => {
                 pieces = cut(&chars, &pieces, |c, pos, end| {
-                    llama3(c, pos, end, max_digits)
+                    llama3(c, pos, end, max_digits, 0)
+                });
+            }
+            PreTokenizer::Qwen35 => {
+                pieces = cut(&chars, &pieces, |c, pos, end| {
+                    llama3(c, pos, end, 1, F_MARK)
+                });
+            }
+            PreTokenizer::Falcon => {
+                pieces = cut(&chars, &pieces, ascii_punct_run);
+                pieces = cut(&chars, &pieces, gpt2);
+                pieces = cut(&chars, &pieces, three_ascii_digits);
+            }
+            PreTokenizer::DeepseekCoder => {
+                pieces = cut(&chars, &pieces, one_newline);
+                pieces = cut(&chars, &pieces, |c, pos, end| {
+                    space_then_run(c, pos, end, |i| c.is(i, F_LETTER))
+                });
+                pieces = cut(&chars, &pieces, |c, pos, end| {
+                    space_then_run(c, pos, end, |i| c.is(i, F_PUNCT))
+                });
+                pieces = cut(&chars, &pieces, cjk_run);
+                pieces = cut(&chars, &pieces, one_number);
+            }
+            PreTokenizer::DeepseekLlm => {
+                pieces = cut(&chars, &pieces, one_newline);
+                pieces = cut(&chars, &pieces, |c, pos, end| {
+                    space_then_run(c, pos, end, |i| {
+                        !c.is(i, F_SPACE) && in_table(DEEPSEEK_LETTERS, c.cps[i] as u32)
+                    })
+                });
+                pieces = cut(&chars, &pieces, |c, pos, end| {
+                    space_then_run(c, pos, end, |i| {
+                        !c.is(i, F_SPACE) && in_table(DEEPSEEK_PUNCT, c.cps[i] as u32)
+                    })
+                });
+                pieces = cut(&chars, &pieces, trailing_space);
+                pieces = cut(&chars, &pieces, cjk_run);
+                pieces = cut(&chars, &pieces, number_run);
+            }
+            PreTokenizer::Newlines => {
+                pieces = cut(&chars, &pieces, |c, pos, end| {
+                    let nl = c.cps[pos] == '\n';
+                    Some(c.run(pos + 1, end, |i| (c.cps[i] == '\n') == nl))
                 });
             }
         }
@@ -223,8 +294,10 @@ fn whitespace_tail(c: &Chars, pos: usize, end: usize) -> Option<usize> {
     }
 }
 
-/// The Llama 3 / Qwen2 regex (see the module docs), with `\p{N}{1,max_digits}`.
-fn llama3(c: &Chars, pos: usize, end: usize, max_digits: usize) -> Option<usize> {
+/// The Llama 3 / Qwen2 regex (see the module docs), with `\p{N}{1,max_digits}`; `marks`
+/// ([`F_MARK`] or 0) are the flags that count as letters besides [`F_LETTER`] (Qwen 3.5).
+fn llama3(c: &Chars, pos: usize, end: usize, max_digits: usize, marks: u8) -> Option<usize> {
+    let letter = F_LETTER | marks;
     let ch = c.cps[pos];
     // (?i:'s|'t|'re|'ve|'m|'ll|'d)
     if ch == '\'' && pos + 1 < end {
@@ -239,21 +312,22 @@ fn llama3(c: &Chars, pos: usize, end: usize, max_digits: usize) -> Option<usize>
             }
         }
     }
-    // [^\r\n\p{L}\p{N}]?\p{L}+
+    // [^\r\n\p{L}\p{N}]?\p{L}+ (with marks: [^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+)
     if !(c.is_rn(pos) || c.is(pos, F_NUMBER))
-        && (c.is(pos, F_LETTER) || (pos + 1 < end && c.is(pos + 1, F_LETTER)))
+        && (c.is(pos, letter) || (pos + 1 < end && c.is(pos + 1, letter)))
     {
-        return Some(c.run(pos + 1, end, |i| c.is(i, F_LETTER)));
+        return Some(c.run(pos + 1, end, |i| c.is(i, letter)));
     }
     // \p{N}{1,max}
     if c.is(pos, F_NUMBER) {
         let limit = (pos + max_digits).min(end);
         return Some(c.run(pos + 1, limit, |i| c.is(i, F_NUMBER)));
     }
-    // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
+    // ` ?[^\s\p{L}\p{N}]+[\r\n]*` (with marks: ` ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*`)
+    let other = |i: usize| c.is_other(i) && !c.is(i, marks);
     let q = if ch == ' ' { pos + 1 } else { pos };
-    if q < end && c.is_other(q) {
-        let p = c.run(q + 1, end, |i| c.is_other(i));
+    if q < end && other(q) {
+        let p = c.run(q + 1, end, other);
         return Some(c.run(p, end, |i| c.is_rn(i)));
     }
     if !c.is(pos, F_SPACE) {
@@ -282,6 +356,149 @@ fn number_run(c: &Chars, pos: usize, end: usize) -> Option<usize> {
 fn three_ascii_digits(c: &Chars, pos: usize, end: usize) -> Option<usize> {
     (pos + 3 <= end && c.cps[pos..pos + 3].iter().all(|d| d.is_ascii_digit())).then_some(pos + 3)
 }
+
+/// ``[\p{P}\$\+<=>\^~\|`]+`` (Falcon): every ASCII punctuation character, and category P.
+fn ascii_punct_run(c: &Chars, pos: usize, end: usize) -> Option<usize> {
+    let is = |i: usize| {
+        let ch = c.cps[i];
+        if ch.is_ascii() {
+            ch.is_ascii_punctuation()
+        } else {
+            c.is(i, F_PUNCT)
+        }
+    };
+    is(pos).then(|| c.run(pos + 1, end, is))
+}
+
+/// `[\r\n]`.
+fn one_newline(c: &Chars, pos: usize, _end: usize) -> Option<usize> {
+    c.is_rn(pos).then_some(pos + 1)
+}
+
+/// `\s?X+` for the class `x`: one optional whitespace character, then a run of `x`.
+fn space_then_run(
+    c: &Chars,
+    pos: usize,
+    end: usize,
+    x: impl Fn(usize) -> bool + Copy,
+) -> Option<usize> {
+    if c.is(pos, F_SPACE) && pos + 1 < end && x(pos + 1) {
+        return Some(c.run(pos + 2, end, x));
+    }
+    x(pos).then(|| c.run(pos + 1, end, x))
+}
+
+/// `\s+$`: the whitespace that ends the piece.
+fn trailing_space(c: &Chars, pos: usize, end: usize) -> Option<usize> {
+    (c.is(pos, F_SPACE) && c.run(pos + 1, end, |i| c.is(i, F_SPACE)) == end).then_some(end)
+}
+
+/// `[一-龥ࠀ-一가-퟿]+`: U+0800..=U+9FA5 and U+AC00..=U+D7FF, whitespace excepted.
+fn cjk_run(c: &Chars, pos: usize, end: usize) -> Option<usize> {
+    let is = |i: usize| {
+        matches!(c.cps[i] as u32, 0x0800..=0x9FA5 | 0xAC00..=0xD7FF) && !c.is(i, F_SPACE)
+    };
+    is(pos).then(|| c.run(pos + 1, end, is))
+}
+
+/// `[!-/:-~！-／：-～‘-‟　-。]` (DeepSeek LLM), as inclusive ranges.
+const DEEPSEEK_PUNCT: &[(u32, u32)] = &[
+    (0x0021, 0x002F),
+    (0x003A, 0x007E),
+    (0x2018, 0x201F),
+    (0x3000, 0x3002),
+    (0xFF01, 0xFF0F),
+    (0xFF1A, 0xFF5E),
+];
+
+/// The letter class of DeepSeek LLM's second pattern (`[A-Za-zµÀ-ÖØ-öø-ƺ…𞤀-𞥃]`), as the
+/// inclusive ranges its characters spell, sorted.
+const DEEPSEEK_LETTERS: &[(u32, u32)] = &[
+    (0x00041, 0x0005A),
+    (0x00061, 0x0007A),
+    (0x000B5, 0x000B5),
+    (0x000C0, 0x000D6),
+    (0x000D8, 0x000F6),
+    (0x000F8, 0x001BA),
+    (0x001BC, 0x001BF),
+    (0x001C4, 0x00293),
+    (0x00295, 0x002AF),
+    (0x00370, 0x00373),
+    (0x00376, 0x00377),
+    (0x0037B, 0x0037D),
+    (0x0037F, 0x0037F),
+    (0x00386, 0x00386),
+    (0x00388, 0x0038A),
+    (0x0038C, 0x0038C),
+    (0x0038E, 0x003A1),
+    (0x003A3, 0x003F5),
+    (0x003F7, 0x00481),
+    (0x0048A, 0x0052F),
+    (0x00531, 0x00556),
+    (0x010A0, 0x010C5),
+    (0x013A0, 0x013F5),
+    (0x013F8, 0x013FD),
+    (0x01C90, 0x01CBA),
+    (0x01CBD, 0x01CBF),
+    (0x01D00, 0x01D2B),
+    (0x01D6B, 0x01D77),
+    (0x01D79, 0x01D9A),
+    (0x01E00, 0x01F15),
+    (0x01F18, 0x01F1D),
+    (0x01F20, 0x01F45),
+    (0x01F48, 0x01F4D),
+    (0x01F50, 0x01F57),
+    (0x01F59, 0x01F59),
+    (0x01F5B, 0x01F5B),
+    (0x01F5D, 0x01F5D),
+    (0x01F5F, 0x01F7D),
+    (0x01F80, 0x01FB4),
+    (0x01FB6, 0x01FBC),
+    (0x01FBE, 0x01FBE),
+    (0x01FC2, 0x01FC4),
+    (0x01FC6, 0x01FCC),
+    (0x01FD0, 0x01FD3),
+    (0x01FD6, 0x01FDB),
+    (0x01FE0, 0x01FEC),
+    (0x01FF2, 0x01FF4),
+    (0x01FF6, 0x01FFC),
+    (0x02102, 0x02102),
+    (0x02107, 0x02107),
+    (0x0210A, 0x02113),
+    (0x02115, 0x02115),
+    (0x02119, 0x0211D),
+    (0x02124, 0x02124),
+    (0x02126, 0x02126),
+    (0x02128, 0x02128),
+    (0x0212A, 0x0212D),
+    (0x0212F, 0x02134),
+    (0x02139, 0x02139),
+    (0x0213C, 0x0213F),
+    (0x02145, 0x02149),
+    (0x0214E, 0x0214E),
+    (0x02183, 0x02184),
+    (0x02C00, 0x02C7B),
+    (0x02C7E, 0x02CE4),
+    (0x02CEB, 0x02CEE),
+    (0x02CF2, 0x02CF3),
+    (0x0A640, 0x0A66D),
+    (0x0A680, 0x0A69B),
+    (0x0A722, 0x0A76F),
+    (0x0A771, 0x0A787),
+    (0x0A78B, 0x0A78E),
+    (0x0AB70, 0x0ABBF),
+    (0x0FB00, 0x0FB06),
+    (0x0FB13, 0x0FB17),
+    (0x0FF21, 0x0FF3A),
+    (0x0FF41, 0x0FF5A),
+    (0x10400, 0x1044F),
+    (0x104B0, 0x104D3),
+    (0x104D8, 0x104FB),
+    (0x10C80, 0x10CB2),
+    (0x10CC0, 0x10CF2),
+    (0x118A0, 0x118DF),
+    (0x1E900, 0x1E943),
+];
 
 /// `[\p{P}\$\+<=>\^~\|]+` (llama.cpp reads ASCII `\p{P}` as ``!-#%-*,-/:-;?-@[-]_{}``,
 /// which leaves out the backtick).
@@ -348,5 +565,40 @@ mod tests {
         assert_eq!(words(q, "a \n b"), ["a", " \n", " b"]);
         assert_eq!(words(q, "DON'T"), ["DON", "'T"]);
         assert_eq!(words(q, "x!!\n\ny"), ["x", "!!\n\n", "y"]);
+    }
+
+    #[test]
+    fn qwen35_keeps_marks_with_letters() {
+        let q2 = PreTokenizer::Llama3 { max_digits: 1 };
+        // "नमस्ते": the virama and vowel signs are marks.
+        let text = "नमस्ते ok";
+        assert_eq!(words(PreTokenizer::Qwen35, text), ["नमस्ते", " ok"]);
+        assert_ne!(words(q2, text), words(PreTokenizer::Qwen35, text));
+    }
+
+    #[test]
+    fn falcon_chain() {
+        let p = PreTokenizer::Falcon;
+        assert_eq!(words(p, "a`b 12345"), ["a", "`", "b", " ", "123", "45"]);
+    }
+
+    #[test]
+    fn deepseek_chains() {
+        let c = PreTokenizer::DeepseekCoder;
+        // `=` is a symbol (S), not punctuation: it stays in the gap.
+        assert_eq!(words(c, "x = 10;\n"), ["x", " = ", "1", "0", ";", "\n"]);
+        assert_eq!(words(c, "你好 world"), ["你好", " world"]);
+        let l = PreTokenizer::DeepseekLlm;
+        assert_eq!(
+            words(l, "Hello, world!  "),
+            ["Hello", ",", " world", "!", "  "]
+        );
+        assert_eq!(words(l, "abc 123"), ["abc", " ", "123"]);
+    }
+
+    #[test]
+    fn newline_runs() {
+        let p = PreTokenizer::Newlines;
+        assert_eq!(words(p, "a▁b\n\nc\n"), ["a▁b", "\n\n", "c", "\n"]);
     }
 }

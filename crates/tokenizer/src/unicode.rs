@@ -1,9 +1,9 @@
 //! Character classes the pre-tokenizers need, as llama.cpp sees them: each codepoint gets a
-//! small set of flags (letter, number, punctuation, whitespace). Letters, numbers and
-//! punctuation are the Unicode general categories L, N and P ([`crate::unicode_tables`]);
+//! small set of flags (letter, number, punctuation, mark, whitespace). Letters, numbers,
+//! punctuation and marks are the Unicode general categories L, N, P and M ([`crate::unicode_tables`]);
 //! whitespace is the Unicode White_Space property.
 
-use crate::unicode_tables::{LETTER, NUMBER, PUNCTUATION};
+use crate::unicode_tables::{LETTER, MARK, NUMBER, PUNCTUATION};
 
 /// General category L.
 pub const F_LETTER: u8 = 1;
@@ -13,8 +13,11 @@ pub const F_NUMBER: u8 = 2;
 pub const F_PUNCT: u8 = 4;
 /// White_Space property (`\s`).
 pub const F_SPACE: u8 = 8;
+/// General category M (combining marks: Mn, Mc, Me).
+pub const F_MARK: u8 = 16;
 
-fn in_table(table: &[(u32, u32)], cp: u32) -> bool {
+/// Whether `cp` lies in one of the sorted inclusive ranges of `table`.
+pub(crate) fn in_table(table: &[(u32, u32)], cp: u32) -> bool {
     // Binary search for the last range starting at or before cp.
     let i = table.partition_point(|&(start, _)| start <= cp);
     i > 0 && cp <= table[i - 1].1
@@ -60,6 +63,8 @@ pub fn flags(c: char) -> u8 {
         F_NUMBER
     } else if in_table(PUNCTUATION, cp) {
         F_PUNCT
+    } else if in_table(MARK, cp) {
+        F_MARK
     } else {
         0
     }
@@ -118,7 +123,8 @@ mod tests {
         assert_eq!(flags('，'), F_PUNCT);
         assert_eq!(flags('🍕'), 0);
         // Devanagari vowel sign: a mark (M), not a letter, although Alphabetic.
-        assert_eq!(flags('\u{093F}'), 0);
+        assert_eq!(flags('\u{093F}'), F_MARK);
+        assert_eq!(flags('\u{0301}'), F_MARK);
     }
 
     #[test]

@@ -91,6 +91,15 @@ impl Vocab {
         &self.text[a..b]
     }
 
+    /// [`Vocab::text`], or `""` for an id outside the vocabulary.
+    pub fn text_or_empty(&self, id: u32) -> &str {
+        if (id as usize) < self.len() {
+            self.text(id)
+        } else {
+            ""
+        }
+    }
+
     fn bytes(&self, id: u32) -> &[u8] {
         self.text(id).as_bytes()
     }

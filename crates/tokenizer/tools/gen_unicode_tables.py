@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes src/unicode_tables.rs: codepoint ranges of the Unicode general categories
-L (letters), N (numbers) and P (punctuation), from Python's unicodedata.
+L (letters), N (numbers), P (punctuation) and M (marks), from Python's unicodedata.
 
 Run from the crate root: python3 tools/gen_unicode_tables.py > src/unicode_tables.rs
 """
@@ -39,3 +39,4 @@ print()
 emit("LETTER", "General category L (Lu, Ll, Lt, Lm, Lo).", ranges(lambda c: c[0] == "L"))
 emit("NUMBER", "General category N (Nd, Nl, No).", ranges(lambda c: c[0] == "N"))
 emit("PUNCTUATION", "General category P (Pc, Pd, Ps, Pe, Pi, Pf, Po).", ranges(lambda c: c[0] == "P"))
+emit("MARK", "General category M (Mn, Mc, Me).", ranges(lambda c: c[0] == "M"))

@@ -45,3 +45,30 @@ pub fn lume_with_stdin(args: &[&str], input: &[u8]) -> Output {
     assert!(!err.contains("panicked"), "lume {args:?} panicked: {err}");
     out
 }
+
+/// A free loopback port (the server binds it soon after; tests bind 127.0.0.1 only).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// An HTTP client that returns 4xx/5xx answers instead of failing, every call bounded.
+pub fn agent(timeout: std::time::Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// Prints the last lines of a server's log when the test that ran it is failing.
+pub fn print_log_if_panicking(log: &Path) {
+    if std::thread::panicking() {
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        eprintln!("--- server log (last lines) ---");
+        for l in tail.iter().rev() {
+            eprintln!("{l}");
+        }
+    }
+}

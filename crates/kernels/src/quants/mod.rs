@@ -24,7 +24,7 @@ pub mod blocks;
 mod iq;
 mod iq_grids;
 mod kquants;
-mod legacy;
+pub(crate) mod legacy;
 mod nonlinear;
 
 pub use blocks::*;

@@ -13,6 +13,8 @@ use crate::error::{ModelError, Result};
 use crate::hparams::HParams;
 use crate::layers::rope::RopeStyle;
 
+pub mod bert;
+pub mod clip;
 pub mod gemma2;
 pub mod gemma3;
 pub mod gpt2;
@@ -36,6 +38,7 @@ pub const ARCHITECTURES: &[(&str, Constructor)] = &[
     ("olmo2", olmo2::load),
     ("gpt2", gpt2::load),
     ("starcoder2", starcoder2::load),
+    ("bert", bert::load),
 ];
 
 /// Names of the supported architectures, comma-separated.

@@ -7,7 +7,9 @@
 //! layer's ring buffer (fewer rows than positions, see `kv_cache`) works unchanged; with a
 //! full-size cache that is row `p`.
 
-use crate::layers::kv_cache::Rows;
+use kernels::kvq::{BlockQ4_0, BlockQ8_0, QK};
+
+use crate::layers::kv_cache::{Rows, MAX_QUANT_HEAD};
 use crate::ops;
 
 /// The shape and variant of an attention layer.
@@ -38,24 +40,37 @@ impl AttnParams {
     }
 }
 
-/// An element of the KV cache, read as f32, with the fast dot/axpy of `kernels`.
+/// An element of the KV cache (a value, or a block of [`QK`] values), with the fast kernels
+/// of `kernels` and the plain reference twins.
+///
+/// Slices of elements are indexed in values through [`head`] (`PER` values an element).
 pub trait KvElem: Copy {
-    fn get(self) -> f32;
-    /// `Σ q[i]·k[i]` (SIMD kernel).
-    fn dot(q: &[f32], k: &[Self]) -> f32;
+    /// Values per element: 1, or [`QK`] for a quantized block.
+    const PER: usize = 1;
+    /// Whether [`KvElem::dot`] wants the query head rounded to Q8_0 blocks (`qq`).
+    const QUANT_QUERY: bool = false;
+    /// `Σ q[i]·k[i]` (SIMD kernel); `qq` is `q` in Q8_0 blocks when `QUANT_QUERY`, else empty.
+    fn dot(q: &[f32], qq: &[BlockQ8_0], k: &[Self]) -> f32;
     /// `out[i] += w·v[i]` (SIMD kernel).
     fn axpy(w: f32, v: &[Self], out: &mut [f32]);
-    /// `dst[i] = src[i]` as f32 (SIMD for f16).
+    /// `dst[i] = src[i]` as f32 (SIMD for f16 and the block types).
     fn widen(src: &[Self], dst: &mut [f32]);
+    /// `Σ q[i]·k[i]` in plain f32 (the reference [`attend`]; the exact query).
+    fn dot_ref(q: &[f32], k: &[Self]) -> f32;
+    /// `out[i] += w·v[i]` in plain f32 (the reference [`attend`]).
+    fn axpy_ref(w: f32, v: &[Self], out: &mut [f32]);
+}
+
+/// The elements holding values `off..off + len` of a row slice (`off`, `len` multiples of
+/// `K::PER`: head offsets and sizes, checked at cache creation for the block types).
+#[inline(always)]
+fn head<K: KvElem>(rows: &[K], off: usize, len: usize) -> &[K] {
+    &rows[off / K::PER..][..len / K::PER]
 }
 
 impl KvElem for f32 {
     #[inline(always)]
-    fn get(self) -> f32 {
-        self
-    }
-    #[inline(always)]
-    fn dot(q: &[f32], k: &[f32]) -> f32 {
+    fn dot(q: &[f32], _: &[BlockQ8_0], k: &[f32]) -> f32 {
         kernels::dot_f32(k, q)
     }
     #[inline(always)]
@@ -66,15 +81,17 @@ impl KvElem for f32 {
     fn widen(src: &[f32], dst: &mut [f32]) {
         dst.copy_from_slice(src)
     }
+    fn dot_ref(q: &[f32], k: &[f32]) -> f32 {
+        dot_kv(q, k)
+    }
+    fn axpy_ref(w: f32, v: &[f32], out: &mut [f32]) {
+        axpy_kv(w, v, out)
+    }
 }
 
 impl KvElem for half::f16 {
     #[inline(always)]
-    fn get(self) -> f32 {
-        self.to_f32()
-    }
-    #[inline(always)]
-    fn dot(q: &[f32], k: &[half::f16]) -> f32 {
+    fn dot(q: &[f32], _: &[BlockQ8_0], k: &[half::f16]) -> f32 {
         kernels::dot_f16_f32(k, q)
     }
     #[inline(always)]
@@ -85,31 +102,142 @@ impl KvElem for half::f16 {
     fn widen(src: &[half::f16], dst: &mut [f32]) {
         kernels::f16_to_f32_slice(src, dst)
     }
+    fn dot_ref(q: &[f32], k: &[half::f16]) -> f32 {
+        dot_kv(q, k)
+    }
+    fn axpy_ref(w: f32, v: &[half::f16], out: &mut [f32]) {
+        axpy_kv(w, v, out)
+    }
+}
+
+/// Keys: f32 query against each key block dequantized in registers
+/// (`kernels::kvq::dot_f32_q8_0`; the integer dot with the query rounded to Q8_0 is there too,
+/// `QUANT_QUERY`, but costs accuracy for no measurable speed); values: dequantized on the fly
+/// into the f32 accumulator.
+impl KvElem for BlockQ8_0 {
+    const PER: usize = QK;
+    #[inline(always)]
+    fn dot(q: &[f32], _: &[BlockQ8_0], k: &[BlockQ8_0]) -> f32 {
+        kernels::kvq::dot_f32_q8_0(q, k)
+    }
+    #[inline(always)]
+    fn axpy(w: f32, v: &[BlockQ8_0], out: &mut [f32]) {
+        kernels::kvq::axpy_q8_0(out, w, v)
+    }
+    #[inline(always)]
+    fn widen(src: &[BlockQ8_0], dst: &mut [f32]) {
+        kernels::kvq::dequantize_q8_0(src, dst)
+    }
+    fn dot_ref(q: &[f32], k: &[BlockQ8_0]) -> f32 {
+        scalar_dequantized(k, kernels::kvq::dequantize_q8_0_at, |kf| dot_kv(q, kf))
+    }
+    fn axpy_ref(w: f32, v: &[BlockQ8_0], out: &mut [f32]) {
+        scalar_dequantized(v, kernels::kvq::dequantize_q8_0_at, |vf| {
+            axpy_kv(w, vf, out)
+        })
+    }
+}
+
+/// As for [`BlockQ8_0`], against Q4_0 keys and values.
+impl KvElem for BlockQ4_0 {
+    const PER: usize = QK;
+    #[inline(always)]
+    fn dot(q: &[f32], _: &[BlockQ8_0], k: &[BlockQ4_0]) -> f32 {
+        kernels::kvq::dot_f32_q4_0(q, k)
+    }
+    #[inline(always)]
+    fn axpy(w: f32, v: &[BlockQ4_0], out: &mut [f32]) {
+        kernels::kvq::axpy_q4_0(out, w, v)
+    }
+    #[inline(always)]
+    fn widen(src: &[BlockQ4_0], dst: &mut [f32]) {
+        kernels::kvq::dequantize_q4_0(src, dst)
+    }
+    fn dot_ref(q: &[f32], k: &[BlockQ4_0]) -> f32 {
+        scalar_dequantized(k, kernels::kvq::dequantize_q4_0_at, |kf| dot_kv(q, kf))
+    }
+    fn axpy_ref(w: f32, v: &[BlockQ4_0], out: &mut [f32]) {
+        scalar_dequantized(v, kernels::kvq::dequantize_q4_0_at, |vf| {
+            axpy_kv(w, vf, out)
+        })
+    }
+}
+
+/// Calls `$body` with `$k`, `$v` bound to the typed slices of `$keys`, `$values` (one
+/// monomorphization per pair; f32 and f16 may mix, the block types pair with themselves).
+macro_rules! with_rows {
+    ($keys:expr, $values:expr, |$k:ident, $v:ident| $body:expr) => {
+        match ($keys, $values) {
+            (Rows::F32($k), Rows::F32($v)) => $body,
+            (Rows::F16($k), Rows::F16($v)) => $body,
+            (Rows::F32($k), Rows::F16($v)) => $body,
+            (Rows::F16($k), Rows::F32($v)) => $body,
+            (Rows::Q8_0($k), Rows::Q8_0($v)) => $body,
+            (Rows::Q4_0($k), Rows::Q4_0($v)) => $body,
+            (k, v) => panic!(
+                "attention over {k:?} keys and {v:?} values: a cache's keys and values share \
+                 one type"
+            ),
+        }
+    };
+}
+
+/// `q` (`[QK · qq.len()]`) rounded to Q8_0 blocks when `K` wants it: the blocks used.
+#[inline(always)]
+fn query_blocks<'a, K: KvElem>(
+    q: &[f32],
+    qq: &'a mut [BlockQ8_0; MAX_QUANT_HEAD / QK],
+) -> &'a [BlockQ8_0] {
+    if K::QUANT_QUERY {
+        let qq = &mut qq[..q.len() / QK];
+        kernels::kvq::quantize_q8_0(q, qq);
+        qq
+    } else {
+        &qq[..0]
+    }
+}
+
+const Q8_ZERO: BlockQ8_0 = BlockQ8_0 {
+    d: [0; 2],
+    qs: [0; QK],
+};
+
+/// The reference paths of the block types: `f` over `blocks` dequantized by the scalar twin
+/// (a head of at most [`MAX_QUANT_HEAD`] values, on the stack).
+fn scalar_dequantized<B, R>(
+    blocks: &[B],
+    dequantize_at: fn(kernels::Level, &[B], &mut [f32]),
+    f: impl FnOnce(&[f32]) -> R,
+) -> R {
+    let mut buf = [0f32; MAX_QUANT_HEAD];
+    let x = &mut buf[..blocks.len() * QK];
+    dequantize_at(kernels::Level::Scalar, blocks, x);
+    f(x)
 }
 
 /// `Σ q[i]·k[i]` with eight partial sums (scalar twin for the reference [`attend`]).
 #[inline]
-fn dot_kv<K: KvElem>(q: &[f32], k: &[K]) -> f32 {
+fn dot_kv<K: Copy + Into<f32>>(q: &[f32], k: &[K]) -> f32 {
     let mut acc = [0f32; 8];
     let (cq, ck) = (q.chunks_exact(8), k.chunks_exact(8));
     let (rq, rk) = (cq.remainder(), ck.remainder());
     for (a, b) in cq.zip(ck) {
         for i in 0..8 {
-            acc[i] += a[i] * b[i].get();
+            acc[i] += a[i] * b[i].into();
         }
     }
     let mut s: f32 = acc.iter().sum();
     for (a, b) in rq.iter().zip(rk) {
-        s += a * b.get();
+        s += a * (*b).into();
     }
     s
 }
 
 /// `out[i] += w·v[i]`.
 #[inline]
-fn axpy_kv<V: KvElem>(w: f32, v: &[V], out: &mut [f32]) {
+fn axpy_kv<V: Copy + Into<f32>>(w: f32, v: &[V], out: &mut [f32]) {
     for (o, x) in out.iter_mut().zip(v) {
-        *o += w * x.get();
+        *o += w * (*x).into();
     }
 }
 
@@ -130,12 +258,9 @@ pub fn attend(
     scores: &mut [f32],
     out: &mut [f32],
 ) {
-    match (keys, values) {
-        (Rows::F32(k), Rows::F32(v)) => attend_impl(p, q, k, v, pos, scores, out),
-        (Rows::F16(k), Rows::F16(v)) => attend_impl(p, q, k, v, pos, scores, out),
-        (Rows::F32(k), Rows::F16(v)) => attend_impl(p, q, k, v, pos, scores, out),
-        (Rows::F16(k), Rows::F32(v)) => attend_impl(p, q, k, v, pos, scores, out),
-    }
+    with_rows!(keys, values, |k, v| attend_impl(
+        p, q, k, v, pos, scores, out
+    ))
 }
 
 fn attend_impl<K: KvElem, V: KvElem>(
@@ -151,15 +276,15 @@ fn attend_impl<K: KvElem, V: KvElem>(
     let (kd, vd) = (p.n_head_kv * p.head_dim, p.n_head_kv * p.head_dim_v);
     let first = p.first_key(pos);
     let n_keys = pos + 1 - first;
-    let rows = keys.len() / kd;
+    let rows = keys.len() * K::PER / kd;
     let scores = &mut scores[..n_keys]; // [n_keys]
     for h in 0..p.n_head {
         let kvh = h / group;
         let qh = &q[h * p.head_dim..(h + 1) * p.head_dim];
         for (j, s) in scores.iter_mut().enumerate() {
             let kpos = (first + j) % rows;
-            let k = &keys[kpos * kd + kvh * p.head_dim..][..p.head_dim];
-            let mut v = dot_kv(qh, k) * p.scale;
+            let k = head(keys, kpos * kd + kvh * p.head_dim, p.head_dim);
+            let mut v = K::dot_ref(qh, k) * p.scale;
             if let Some(cap) = p.softcap {
                 v = cap * (v / cap).tanh();
             }
@@ -170,9 +295,9 @@ fn attend_impl<K: KvElem, V: KvElem>(
         oh.fill(0.0);
         for (j, &w) in scores.iter().enumerate() {
             let vpos = (first + j) % rows;
-            axpy_kv(
+            V::axpy_ref(
                 w,
-                &values[vpos * vd + kvh * p.head_dim_v..][..p.head_dim_v],
+                head(values, vpos * vd + kvh * p.head_dim_v, p.head_dim_v),
                 oh,
             );
         }
@@ -192,12 +317,9 @@ pub fn attend_head(
     pos: usize,
     out_h: &mut [f32],
 ) {
-    match (keys, values) {
-        (Rows::F32(k), Rows::F32(v)) => attend_head_impl(p, h, q, k, v, pos, out_h),
-        (Rows::F16(k), Rows::F16(v)) => attend_head_impl(p, h, q, k, v, pos, out_h),
-        (Rows::F32(k), Rows::F16(v)) => attend_head_impl(p, h, q, k, v, pos, out_h),
-        (Rows::F16(k), Rows::F32(v)) => attend_head_impl(p, h, q, k, v, pos, out_h),
-    }
+    with_rows!(keys, values, |k, v| attend_head_impl(
+        p, h, q, k, v, pos, out_h
+    ))
 }
 
 /// [`attend_head`] for every head: `out` is `[n_head * head_dim_v]`.
@@ -233,12 +355,15 @@ fn attend_head_impl<K: KvElem, V: KvElem>(
     let kvh = h / (p.n_head / p.n_head_kv);
     let (kd, vd) = (p.n_head_kv * p.head_dim, p.n_head_kv * p.head_dim_v);
     let qh = &q[h * p.head_dim..(h + 1) * p.head_dim];
+    // The query head in Q8_0 blocks once, for integer dots against quantized keys.
+    let mut qq_buf = [Q8_ZERO; MAX_QUANT_HEAD / QK];
+    let qq = query_blocks::<K>(qh, &mut qq_buf);
     // Running maximum `m`, running sum of exp(s - m) `l`; `out_h` holds Σ exp(s - m)·v.
     let mut m = f32::NEG_INFINITY;
     let mut l = 0f32;
     out_h.fill(0.0);
     // Row of the first key (ring buffer: position p is in row p % rows).
-    let rows = keys.len() / kd;
+    let rows = keys.len() * K::PER / kd;
     let first = p.first_key(pos);
     let mut row = first % rows;
     let mut block_rows = [0usize; KEY_BLOCK];
@@ -255,8 +380,8 @@ fn attend_head_impl<K: KvElem, V: KvElem>(
             if row == rows {
                 row = 0;
             }
-            let k = &keys[*r * kd + kvh * p.head_dim..][..p.head_dim];
-            let mut s = K::dot(qh, k) * p.scale;
+            let k = head(keys, *r * kd + kvh * p.head_dim, p.head_dim);
+            let mut s = K::dot(qh, qq, k) * p.scale;
             if let Some(cap) = p.softcap {
                 s = cap * (s / cap).tanh();
             }
@@ -279,7 +404,7 @@ fn attend_head_impl<K: KvElem, V: KvElem>(
         for (&r, &w) in block_rows[..nb].iter().zip(&scores[..nb]) {
             V::axpy(
                 w,
-                &values[r * vd + kvh * p.head_dim_v..][..p.head_dim_v],
+                head(values, r * vd + kvh * p.head_dim_v, p.head_dim_v),
                 out_h,
             );
         }
@@ -304,6 +429,9 @@ thread_local! {
 ///
 /// - `q`: the batch's queries, `[n, n_head * head_dim]`, already rotated.
 /// - `positions`: the batch's positions (`t0..t1` index it), increasing.
+/// - `sees_to`: `None` for causal attention (row of position `p` sees keys up to `p`), or
+///   `Some(e)` for bidirectional attention: every row sees the keys up to position `e` (the
+///   last token of its sequence).
 /// - `write(t, h, o)`: receives the `[head_dim_v]` output of token `t`, query head `h`.
 ///
 /// Work is done as small matrix products per block of [`KB`] keys (`S = K·Qᵀ`, online softmax
@@ -325,14 +453,13 @@ pub fn attend_tile(
     t1: usize,
     keys: Rows,
     values: Rows,
+    sees_to: Option<usize>,
     write: &mut dyn FnMut(usize, usize, &[f32]),
 ) {
-    match (keys, values) {
-        (Rows::F32(k), Rows::F32(v)) => tile_impl(p, kvh, q, positions, t0, t1, k, v, write),
-        (Rows::F16(k), Rows::F16(v)) => tile_impl(p, kvh, q, positions, t0, t1, k, v, write),
-        (Rows::F32(k), Rows::F16(v)) => tile_impl(p, kvh, q, positions, t0, t1, k, v, write),
-        (Rows::F16(k), Rows::F32(v)) => tile_impl(p, kvh, q, positions, t0, t1, k, v, write),
-    }
+    let s = sees_to;
+    with_rows!(keys, values, |k, v| tile_impl(
+        p, kvh, q, positions, t0, t1, k, v, s, write
+    ))
 }
 
 use kernels::attn::{row_tile, KB, RT};
@@ -348,15 +475,17 @@ fn tile_impl<K: KvElem, V: KvElem>(
     t1: usize,
     keys: &[K],
     values: &[V],
+    sees_to: Option<usize>,
     write: &mut dyn FnMut(usize, usize, &[f32]),
 ) {
     let rows = (t1 - t0) * (p.n_head / p.n_head_kv);
     assert!(rows <= RT, "attend_tile: {rows} query rows, at most {RT}");
+    let (k, v, s) = (keys, values, sees_to);
     match row_tile(rows) {
-        4 => tile_n::<K, V, 4>(p, kvh, q, positions, t0, t1, keys, values, write),
-        8 => tile_n::<K, V, 8>(p, kvh, q, positions, t0, t1, keys, values, write),
-        16 => tile_n::<K, V, 16>(p, kvh, q, positions, t0, t1, keys, values, write),
-        _ => tile_n::<K, V, RT>(p, kvh, q, positions, t0, t1, keys, values, write),
+        4 => tile_n::<K, V, 4>(p, kvh, q, positions, t0, t1, k, v, s, write),
+        8 => tile_n::<K, V, 8>(p, kvh, q, positions, t0, t1, k, v, s, write),
+        16 => tile_n::<K, V, 16>(p, kvh, q, positions, t0, t1, k, v, s, write),
+        _ => tile_n::<K, V, RT>(p, kvh, q, positions, t0, t1, k, v, s, write),
     }
 }
 
@@ -371,6 +500,7 @@ fn tile_n<K: KvElem, V: KvElem, const N: usize>(
     t1: usize,
     keys: &[K],
     values: &[V],
+    sees_to: Option<usize>,
     write: &mut dyn FnMut(usize, usize, &[f32]),
 ) {
     let group = p.n_head / p.n_head_kv;
@@ -378,13 +508,13 @@ fn tile_n<K: KvElem, V: KvElem, const N: usize>(
     let (qd, kd, vd) = (p.n_head * hd, p.n_head_kv * hd, p.n_head_kv * hdv);
     let rows = (t1 - t0) * group;
     assert!(rows <= N, "attend_tile: {rows} query rows, at most {N}");
-    let cap = keys.len() / kd; // cached rows (a ring buffer holds position p in row p % cap)
-                               // Row r: token t0 + r / group, query head kvh·group + r % group. Unused rows never see a
-                               // key (position "before" every key) and are not written back.
+    let cap = keys.len() * K::PER / kd; // cached rows (a ring buffer holds position p in row p % cap)
+                                        // Row r: token t0 + r / group, query head kvh·group + r % group. Unused rows never see a
+                                        // key (position "before" every key) and are not written back.
     let mut pos = [0i64; N];
     let mut lo = [i64::MAX; N];
     for r in 0..rows {
-        let at = positions[t0 + r / group] as usize;
+        let at = sees_to.unwrap_or(positions[t0 + r / group] as usize);
         pos[r] = at as i64;
         lo[r] = p.first_key(at) as i64;
     }
@@ -413,8 +543,8 @@ fn tile_n<K: KvElem, V: KvElem, const N: usize>(
                                // row goes through, and with them its online-softmax rescaling steps, depend on its
                                // position only, never on the tile it shares: a row's result is the same in every
                                // tile (fully masked blocks and keys change nothing: they add exact zeros).
-        let first = p.first_key(positions[t0] as usize);
-        let last = positions[t1 - 1] as usize;
+        let first = p.first_key(sees_to.unwrap_or(positions[t0] as usize));
+        let last = sees_to.unwrap_or(positions[t1 - 1] as usize);
         let mut kb0 = first - first % KB;
         while kb0 <= last {
             let nk = KB.min(last + 1 - kb0);
@@ -427,11 +557,11 @@ fn tile_n<K: KvElem, V: KvElem, const N: usize>(
                 }
                 let row = (kb0 + j) % cap;
                 K::widen(
-                    &keys[row * kd + kvh * hd..][..hd],
+                    head(keys, row * kd + kvh * hd, hd),
                     &mut kb[j * hd..(j + 1) * hd],
                 );
                 V::widen(
-                    &values[row * vd + kvh * hdv..][..hdv],
+                    head(values, row * vd + kvh * hdv, hdv),
                     &mut vb[j * hdv..(j + 1) * hdv],
                 );
             }
@@ -629,6 +759,7 @@ mod tests {
                                     t1,
                                     kr,
                                     vr,
+                                    None,
                                     &mut |t, h, o| {
                                         tiled[t * qd + h * hd..][..hd].copy_from_slice(o)
                                     },
@@ -668,6 +799,80 @@ mod tests {
     /// A query row's tile result is bit-identical whatever else its tile holds: the token
     /// alone (a narrow tile), in tiles of every size from every start, at every key length;
     /// GQA 1:1 to 7:1, windows (also as rings), soft-capping, f32 and f16 caches.
+    /// Bidirectional tiles (`sees_to`): every row sees the whole sequence; close to
+    /// `attend_head` at the last position, and a row's bits do not depend on how the
+    /// sequence is cut into tiles (a token alone, or with others). Head size 32 (MiniLM),
+    /// several key blocks, f32 and f16 caches.
+    #[test]
+    fn bidirectional_tiles() {
+        const TOL: f32 = 2e-5;
+        for &(n_head, n_head_kv, hd, n) in &[(12usize, 12usize, 32usize, 150usize), (4, 2, 64, 9)] {
+            let p = AttnParams {
+                n_head,
+                n_head_kv,
+                head_dim: hd,
+                head_dim_v: hd,
+                scale: 1.0 / (hd as f32).sqrt(),
+                softcap: None,
+                window: None,
+            };
+            let kd = n_head_kv * hd;
+            let (k, v, kh, vh) = ring_rows(n, n, kd, 0.41, 0.87);
+            let qd = n_head * hd;
+            let q = data(n * qd, 1.7);
+            let positions: Vec<u32> = (0..n as u32).collect();
+            let group = n_head / n_head_kv;
+            let tq = (TILE_ROWS / group).max(1);
+            for (kr, vr) in [
+                (Rows::F32(&k), Rows::F32(&v)),
+                (Rows::F16(&kh), Rows::F16(&vh)),
+            ] {
+                let tiles = |size: usize| {
+                    let mut out = vec![f32::NAN; n * qd];
+                    for kvh in 0..n_head_kv {
+                        let mut t0 = 0;
+                        while t0 < n {
+                            let t1 = (t0 + size).min(n);
+                            attend_tile(
+                                &p,
+                                kvh,
+                                &q,
+                                &positions,
+                                t0,
+                                t1,
+                                kr,
+                                vr,
+                                Some(n - 1),
+                                &mut |t, h, o| out[t * qd + h * hd..][..hd].copy_from_slice(o),
+                            );
+                            t0 = t1;
+                        }
+                    }
+                    out
+                };
+                let full = tiles(tq);
+                let alone = tiles(1);
+                assert_eq!(
+                    full.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    alone.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    "heads {n_head}/{n_head_kv}: tiles of {tq} vs tiles of 1"
+                );
+                for t in 0..n {
+                    for h in 0..n_head {
+                        let mut want = vec![0f32; hd];
+                        attend_head(&p, h, &q[t * qd..(t + 1) * qd], kr, vr, n - 1, &mut want);
+                        for (a, b) in full[t * qd + h * hd..][..hd].iter().zip(&want) {
+                            assert!(
+                                (a - b).abs() <= TOL * (1.0 + b.abs()),
+                                "t {t} h {h}: {a} vs {b}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn tile_rows_do_not_depend_on_the_tile() {
         for (n_head, n_head_kv, hd, window, softcap, ring) in [
@@ -715,9 +920,18 @@ mod tests {
                                 t0 + size
                             };
                             let t1 = t1.min(n);
-                            attend_tile(&p, kvh, &q, &positions, t0, t1, kr, vr, &mut |t, h, o| {
-                                out[t * qd + h * hd..][..hd].copy_from_slice(o)
-                            });
+                            attend_tile(
+                                &p,
+                                kvh,
+                                &q,
+                                &positions,
+                                t0,
+                                t1,
+                                kr,
+                                vr,
+                                None,
+                                &mut |t, h, o| out[t * qd + h * hd..][..hd].copy_from_slice(o),
+                            );
                             t0 = t1;
                         }
                     }
@@ -773,6 +987,120 @@ mod tests {
                             (x - y).abs() < 1e-5,
                             "pos {pos} {window:?} {softcap:?}: {x} vs {y}"
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Q8_0 / Q4_0 rows: the tiled path (blocks dequantized per key block) gives exactly the
+    /// results of the f32 path over the dequantized rows; the per-token path (query rounded to
+    /// Q8_0, integer q·k, values dequantized into the accumulator) stays within
+    /// [`QUERY_ROUNDING_TOL`] of the two-pass reference over the dequantized rows (the rounded
+    /// query is the only difference). GQA 2:1, heads of 32, 64, 256, windows and soft-caps.
+    #[test]
+    fn quantized_rows_match_dequantized_f32() {
+        /// |fused − reference| / (1 + |reference|): 8-bit query rounding (step amax/127).
+        const QUERY_ROUNDING_TOL: f32 = 2e-2;
+        use kernels::kvq;
+        let n_pos = 70;
+        for hd in [32usize, 64, 256] {
+            for (window, softcap) in [(None, None), (Some(9), None), (None, Some(1.5))] {
+                let p = AttnParams {
+                    n_head: 4,
+                    n_head_kv: 2,
+                    head_dim: hd,
+                    head_dim_v: hd,
+                    scale: 1.0 / (hd as f32).sqrt(),
+                    softcap,
+                    window,
+                };
+                let kd = 2 * hd;
+                let k = data(n_pos * kd, 0.37);
+                let v = data(n_pos * kd, 0.91);
+                let q = data(n_pos * 4 * hd, 1.3);
+                let nb = n_pos * kd / QK;
+                let (mut k8, mut v8) = (vec![Q8_ZERO; nb], vec![Q8_ZERO; nb]);
+                kvq::quantize_q8_0(&k, &mut k8);
+                kvq::quantize_q8_0(&v, &mut v8);
+                let z4 = BlockQ4_0 {
+                    d: [0; 2],
+                    qs: [0; 16],
+                };
+                let (mut k4, mut v4) = (vec![z4; nb], vec![z4; nb]);
+                kvq::quantize_q4_0(&k, &mut k4);
+                kvq::quantize_q4_0(&v, &mut v4);
+                let deq = |r: Rows| {
+                    let mut out = vec![0f32; n_pos * kd];
+                    match r {
+                        Rows::Q8_0(b) => kvq::dequantize_q8_0(b, &mut out),
+                        Rows::Q4_0(b) => kvq::dequantize_q4_0(b, &mut out),
+                        _ => unreachable!(),
+                    }
+                    out
+                };
+                for (kr, vr) in [
+                    (Rows::Q8_0(&k8), Rows::Q8_0(&v8)),
+                    (Rows::Q4_0(&k4), Rows::Q4_0(&v4)),
+                ] {
+                    let (kf, vf) = (deq(kr), deq(vr));
+                    let positions: Vec<u32> = (0..n_pos as u32).collect();
+                    for pos in [0, 1, 31, 64, 69] {
+                        let qp = &q[pos * 4 * hd..(pos + 1) * 4 * hd];
+                        let mut scores = vec![0f32; n_pos];
+                        let (mut a, mut b) = (vec![0f32; 4 * hd], vec![0f32; 4 * hd]);
+                        attend(&p, qp, kr, vr, pos, &mut scores, &mut a);
+                        attend_fused(&p, qp, kr, vr, pos, &mut b);
+                        let mut c = vec![0f32; 4 * hd];
+                        attend(
+                            &p,
+                            qp,
+                            Rows::F32(&kf),
+                            Rows::F32(&vf),
+                            pos,
+                            &mut scores,
+                            &mut c,
+                        );
+                        for (x, y) in a.iter().zip(&c) {
+                            assert_eq!(x.to_bits(), y.to_bits(), "reference over blocks");
+                        }
+                        for (x, y) in b.iter().zip(&c) {
+                            assert!(
+                                (x - y).abs() <= QUERY_ROUNDING_TOL * (1.0 + y.abs()),
+                                "hd {hd} pos {pos} {window:?} {softcap:?}: {x} vs {y}"
+                            );
+                        }
+                    }
+                    for kvh in 0..2 {
+                        let mut got = vec![f32::NAN; n_pos * 4 * hd];
+                        let mut want = vec![f32::NAN; n_pos * 4 * hd];
+                        for (rows, out) in [
+                            ((kr, vr), &mut got),
+                            ((Rows::F32(&kf), Rows::F32(&vf)), &mut want),
+                        ] {
+                            let mut t0 = 0;
+                            while t0 < n_pos {
+                                let t1 = (t0 + 16).min(n_pos);
+                                attend_tile(
+                                    &p,
+                                    kvh,
+                                    &q,
+                                    &positions,
+                                    t0,
+                                    t1,
+                                    rows.0,
+                                    rows.1,
+                                    None,
+                                    &mut |t, h, o| {
+                                        out[t * 4 * hd + h * hd..][..hd].copy_from_slice(o)
+                                    },
+                                );
+                                t0 = t1;
+                            }
+                        }
+                        for (x, y) in got.iter().zip(&want) {
+                            assert_eq!(x.to_bits(), y.to_bits(), "tiled, hd {hd}");
+                        }
                     }
                 }
             }

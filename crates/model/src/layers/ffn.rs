@@ -131,6 +131,33 @@ pub fn geglu_tanh(gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// Plain erf GELU in place (BERT), [`kernels::gelu`] (f32, SIMD with a bit-identical scalar
+/// twin), split across the pool for prompt-sized buffers (each value is evaluated alone, so the
+/// split changes no bit).
+pub fn gelu_erf_inplace(x: &mut [f32]) {
+    if x.len() < 2 * PAR_CHUNK {
+        return kernels::gelu::gelu_erf_slice(x);
+    }
+    let n = x.len();
+    let out = ops::SharedMut::new(x);
+    ops::par_for(n.div_ceil(PAR_CHUNK), &|i| {
+        let start = i * PAR_CHUNK;
+        let len = PAR_CHUNK.min(n - start);
+        // SAFETY: task i alone writes x[start..start + len]; `x` is mutably borrowed for the
+        // whole call.
+        kernels::gelu::gelu_erf_slice(unsafe { out.slice(start, len) });
+    });
+}
+
+/// erf-GELU-gated: `gate[i] = gelu_erf(gate[i]) · up[i]`.
+pub fn geglu_erf(gate: &mut [f32], up: &[f32]) {
+    gated(gate, up, |gate, up| {
+        for (g, u) in gate.iter_mut().zip(up) {
+            *g = kernels::gelu::gelu_erf(*g) * u;
+        }
+    })
+}
+
 /// Plain SiLU in place (a non-gated SiLU MLP).
 pub fn silu_inplace(x: &mut [f32]) {
     for v in x.iter_mut() {
@@ -155,6 +182,22 @@ pub fn gelu_tanh_inplace(x: &mut [f32]) {
     }
 }
 
+/// Plain quick GELU in place (OpenAI CLIP).
+pub fn quick_gelu_inplace(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = ops::quick_gelu(*v);
+    }
+}
+
+/// Quick-GELU-gated: `gate[i] = quick_gelu(gate[i]) · up[i]`.
+pub fn gated_quick_gelu(gate: &mut [f32], up: &[f32]) {
+    gated(gate, up, |gate, up| {
+        for (g, u) in gate.iter_mut().zip(up) {
+            *g = ops::quick_gelu(*g) * u;
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +209,27 @@ mod tests {
         assert_eq!(g[0], 0.0);
         assert!((g[1] - 2.0 / (1.0 + (-1f32).exp())).abs() < 1e-6);
         assert!((g[2] - (-2.0 / (1.0 + 2f32.exp()))).abs() < 1e-6);
+    }
+
+    #[test]
+    fn erf_and_quick_gelu_slices() {
+        let xs = [-2.0f32, -0.5, 0.0, 0.25, 1.5];
+        let mut a = xs;
+        gelu_erf_inplace(&mut a);
+        let mut b = xs;
+        quick_gelu_inplace(&mut b);
+        for i in 0..xs.len() {
+            assert_eq!(a[i], ops::gelu_erf(xs[i]));
+            assert_eq!(b[i], ops::quick_gelu(xs[i]));
+        }
+        let mut g = xs;
+        geglu_erf(&mut g, &[2.0; 5]);
+        let mut h = xs;
+        gated_quick_gelu(&mut h, &[2.0; 5]);
+        for i in 0..xs.len() {
+            assert_eq!(g[i], 2.0 * a[i]);
+            assert_eq!(h[i], 2.0 * b[i]);
+        }
     }
 
     #[test]

@@ -213,6 +213,8 @@ pub struct CaseOutcome {
     pub name: String,
     pub mean: f64,
     pub worst: f64,
+    /// Largest |log p − log p_ref| (nats) over the same tokens.
+    pub max_dlp: f64,
 }
 
 /// What a [`Run`] measured.
@@ -221,6 +223,8 @@ pub struct Outcome {
     /// Mean |dp| over every compared token of every case.
     pub mean: f64,
     pub worst: f64,
+    /// Largest |log p − log p_ref| (nats) over every compared token of every case.
+    pub max_dlp: f64,
     pub flips: Vec<Flip>,
 }
 
@@ -233,7 +237,7 @@ pub fn teacher_forced(m: &Model, refs: &[Case], run: &Run) -> Outcome {
     let mut cache = m.new_cache_typed(n_slots, 512, run.kv).unwrap();
     let mut cases = Vec::new();
     let mut flips = Vec::new();
-    let (mut total, mut count, mut worst_all) = (0f64, 0usize, 0f64);
+    let (mut total, mut count, mut worst_all, mut dlp_all) = (0f64, 0usize, 0f64, 0f64);
     for (ci, case) in refs.iter().enumerate().take(run.cases) {
         let name = &case.name;
         let (prompt, gen) = (&case.prompt, &case.gen);
@@ -261,6 +265,7 @@ pub fn teacher_forced(m: &Model, refs: &[Case], run: &Run) -> Outcome {
         };
         let secs = t0.elapsed().as_secs_f64();
         let (mut sum, mut cnt, mut worst, mut n_flips, mut small_flips) = (0f64, 0, 0f64, 0, 0);
+        let mut max_dlp = 0f64;
         for (k, top) in case.top[..steps].iter().enumerate() {
             let row = &logits[k * vocab..(k + 1) * vocab];
             let lp = log_softmax(row);
@@ -287,6 +292,7 @@ pub fn teacher_forced(m: &Model, refs: &[Case], run: &Run) -> Outcome {
                 let p_ref = lp_ref.exp();
                 if p_ref > P_MIN {
                     let dp = (lp[id].exp() - p_ref).abs();
+                    max_dlp = max_dlp.max((lp[id] - lp_ref).abs());
                     sum += dp;
                     cnt += 1;
                     worst = worst.max(dp);
@@ -301,23 +307,29 @@ pub fn teacher_forced(m: &Model, refs: &[Case], run: &Run) -> Outcome {
         }
         let mean = sum / cnt.max(1) as f64;
         println!(
-            "{label} {name:>16}: {steps} steps in {secs:.2}s, flips at margin>{FLIP_MARGIN}: {n_flips} (below: {small_flips}), mean |dp| {mean:.4}, worst {worst:.4}"
+            "{label} {name:>16}: {steps} steps in {secs:.2}s, flips at margin>{FLIP_MARGIN}: {n_flips} (below: {small_flips}), mean |dp| {mean:.4}, worst {worst:.4}, max |dlogp| {max_dlp:.3}"
         );
         total += sum;
         count += cnt;
         worst_all = worst_all.max(worst);
+        dlp_all = dlp_all.max(max_dlp);
         cases.push(CaseOutcome {
             name: name.clone(),
             mean,
             worst,
+            max_dlp,
         });
     }
     let mean = total / count.max(1) as f64;
-    println!("{label}: overall mean |dp| {mean:.4}, worst {worst_all:.4}");
+    println!(
+        "{label}: overall mean |dp| {mean:.4}, worst {worst_all:.4}, max |dlogp| {dlp_all:.3}, flips at margin>{FLIP_MARGIN}: {}",
+        flips.len()
+    );
     Outcome {
         cases,
         mean,
         worst: worst_all,
+        max_dlp: dlp_all,
         flips,
     }
 }
