@@ -636,9 +636,13 @@ def test_webui_picks_a_model_of_a_multi_model_server(browser, multi_server):
     names = sel.locator("option").all_text_contents()
     assert MODEL in names and BASE_MODEL in names, names
     sel.select_option(MODEL)
+    # Greedy and short: with the server's sampling defaults a 135M model can ramble past
+    # wait_done's 5 s (stop 21's CI saw an emoji run of 119+ tokens at 26 tok/s).
+    t.settings(temperature=0, max_tokens=8)
     t.send("Say hi in two words.")
     t.wait_done()
     assert t.last_body()["model"] == MODEL
+    assert t.last_body()["max_tokens"] == 8
     reply = t.replies().last
     expect(reply.locator(".msg-role")).to_have_text(MODEL)
     assert reply.locator(".msg-body").inner_text().strip(), "an empty reply"
