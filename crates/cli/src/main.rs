@@ -13,6 +13,7 @@
 //! - [`rerank`]: `lume rerank` (cross-encoder relevance scores, JSON).
 //! - [`mod@bench`]: `lume bench` (prompt processing and generation speed, llama-bench style).
 //! - [`perplexity`]: `lume perplexity` (PPL and KL divergence of a text, llama-perplexity's method).
+//! - [`quantize`]: `lume quantize` (requantize a GGUF file with llama-quantize's type choice).
 //! - [`encode_prompt`]: `lume encode-prompt` (CLIP text encoders of a diffusion pipeline).
 //! - [`serve`]: `lume serve` (the OpenAI-compatible HTTP server of the `server` crate).
 //! - [`template`]: `--chat-template`, `--chat-template-file`, `--chat-template-kwargs` (run,
@@ -29,6 +30,7 @@ mod encode_prompt;
 mod generate;
 mod inspect;
 mod perplexity;
+mod quantize;
 mod rerank;
 mod serve;
 mod template;
@@ -72,6 +74,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Perplexity of a text file (llama-perplexity's method) and KL divergence against a base.
     Perplexity(perplexity::PerplexityArgs),
+    /// Quantize a GGUF file to a type or mix (Q4_K_M, Q8_0, IQ4_XS, ...), as llama-quantize does.
+    Quantize(quantize::QuantizeArgs),
     /// Serve models over an OpenAI-compatible HTTP API (one with -m, else several by name).
     Serve(serve::ServeArgs),
     // The help text is EncodePromptArgs' doc comment (it lists the tensor names).
@@ -165,6 +169,7 @@ fn real_main() -> Result<()> {
         Cmd::Pull(a) => pull(&a),
         Cmd::Bench(a) => bench::run(&a),
         Cmd::Perplexity(a) => perplexity::run(&a),
+        Cmd::Quantize(a) => quantize::run(&a),
         Cmd::Serve(a) => serve::run(&a),
         Cmd::EncodePrompt(a) => encode_prompt::run(&a),
     }

@@ -5,7 +5,8 @@
 //! - [`value`]: metadata values ([`Value`]) of the thirteen GGUF value types.
 //! - [`reader`]: [`GgufFile`], a memory-mapped file with parsed metadata and tensor infos;
 //!   every length and offset read from the file is checked before it is used.
-//! - [`writer`]: [`GgufWriter`], builds GGUF files (tests make synthetic models with it).
+//! - [`writer`]: [`GgufWriter`], builds GGUF files (tests make synthetic models with it), whole
+//!   or as a [`TensorStream`] that takes one tensor after another (`lume quantize`).
 //! - [`error`]: [`GgufError`], which always names the file and the key or tensor at fault.
 //!
 //! No arithmetic on tensor values lives here: dequantization is in the `kernels` crate.
@@ -20,7 +21,7 @@ pub use error::{GgufError, Result};
 pub use reader::{GgufFile, TensorInfo};
 pub use types::GgmlType;
 pub use value::{Value, ValueType};
-pub use writer::GgufWriter;
+pub use writer::{GgufWriter, TensorSpec, TensorStream};
 
 /// The four magic bytes at the start of every GGUF file.
 pub const MAGIC: &[u8; 4] = b"GGUF";

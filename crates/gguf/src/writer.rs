@@ -1,7 +1,7 @@
 //! Writing GGUF (version 3): used by tests to build synthetic models and by `lume quantize`.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{GgufError, Result};
 use crate::types::GgmlType;
@@ -13,6 +13,121 @@ struct PendingTensor {
     dims: Vec<u64>,
     ty: GgmlType,
     data: Vec<u8>,
+}
+
+/// A tensor to come in a [`TensorStream`]: name, shape (GGUF order), type and byte size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dims: Vec<u64>,
+    pub ty: GgmlType,
+    pub size: u64,
+}
+
+/// Data offsets (from the start of the data section) of `tensors` laid out in order.
+fn offsets(tensors: &[TensorSpec], align: u64) -> Vec<u64> {
+    let mut offset = 0u64;
+    tensors
+        .iter()
+        .map(|t| {
+            let here = offset;
+            offset = (offset + t.size).div_ceil(align) * align;
+            here
+        })
+        .collect()
+}
+
+/// The data section of a file started by [`GgufWriter::stream`]: each tensor's bytes, in the
+/// order given there, in as many [`write`](Self::write) calls as the caller likes, each tensor
+/// closed by [`end_tensor`](Self::end_tensor) (which checks its size and pads).
+pub struct TensorStream<W: Write> {
+    out: W,
+    path: PathBuf,
+    tensors: Vec<TensorSpec>,
+    alignment: u64,
+    /// Index of the tensor being written.
+    current: usize,
+    /// Bytes of it written so far.
+    written: u64,
+}
+
+impl<W: Write> TensorStream<W> {
+    fn io(&self, source: std::io::Error) -> GgufError {
+        GgufError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn bad(&self, msg: String) -> GgufError {
+        match self.tensors.get(self.current) {
+            Some(t) => GgufError::Tensor {
+                path: self.path.clone(),
+                tensor: t.name.clone(),
+                msg,
+            },
+            None => GgufError::Invalid {
+                path: self.path.clone(),
+                what: "tensor data".into(),
+                msg,
+            },
+        }
+    }
+
+    /// The tensor whose bytes come next, if any remains.
+    pub fn next_tensor(&self) -> Option<&TensorSpec> {
+        self.tensors.get(self.current)
+    }
+
+    /// Appends bytes of the current tensor.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let Some(t) = self.tensors.get(self.current) else {
+            return Err(self.bad("every planned tensor is already written".into()));
+        };
+        if self.written + bytes.len() as u64 > t.size {
+            let msg = format!(
+                "{} bytes written, more than the {} planned",
+                self.written + bytes.len() as u64,
+                t.size
+            );
+            return Err(self.bad(msg));
+        }
+        self.out.write_all(bytes).map_err(|e| self.io(e))?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Closes the current tensor: it must have exactly its planned size; pads to the alignment.
+    pub fn end_tensor(&mut self) -> Result<()> {
+        let Some(t) = self.tensors.get(self.current) else {
+            return Err(self.bad("every planned tensor is already written".into()));
+        };
+        if self.written != t.size {
+            let msg = format!("{} bytes written, {} planned", self.written, t.size);
+            return Err(self.bad(msg));
+        }
+        let pad = (t.size.div_ceil(self.alignment) * self.alignment - t.size) as usize;
+        self.out
+            .write_all(&[0u8; MAX_ALIGNMENT as usize][..pad])
+            .map_err(|e| self.io(e))?;
+        self.current += 1;
+        self.written = 0;
+        Ok(())
+    }
+
+    /// Ends the file: every planned tensor must have been written. Returns the sink, flushed.
+    pub fn finish(mut self) -> Result<W> {
+        if self.current != self.tensors.len() {
+            let msg = format!(
+                "the file ends after {} of {} tensors",
+                self.current,
+                self.tensors.len()
+            );
+            return Err(self.bad(msg));
+        }
+        self.out.flush().map_err(|e| self.io(e))?;
+        Ok(self.out)
+    }
 }
 
 /// Collects metadata and tensors, then writes a GGUF v3 file.
@@ -102,20 +217,41 @@ impl GgufWriter {
 
     /// The whole file as bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
+        let specs: Vec<TensorSpec> = self
+            .tensors
+            .iter()
+            .map(|t| TensorSpec {
+                name: t.name.clone(),
+                dims: t.dims.clone(),
+                ty: t.ty,
+                size: t.data.len() as u64,
+            })
+            .collect();
+        let mut out = self.header(&specs);
+        let start = out.len() as u64;
+        for (t, off) in self.tensors.iter().zip(offsets(&specs, self.alignment)) {
+            out.resize((start + off) as usize, 0);
+            out.extend_from_slice(&t.data);
+        }
+        pad_to(&mut out, self.alignment);
+        out
+    }
+
+    /// Header, metadata and the infos of `tensors`, padded to the data alignment: everything
+    /// before the first tensor's bytes. Tensors added with [`add_tensor`](Self::add_tensor)
+    /// are not included (see [`stream`](Self::stream)).
+    fn header(&self, tensors: &[TensorSpec]) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&3u32.to_le_bytes());
-        out.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
         out.extend_from_slice(&(self.metadata.len() as u64).to_le_bytes());
         for (k, v) in &self.metadata {
             put_str(&mut out, k);
             out.extend_from_slice(&(v.value_type() as u32).to_le_bytes());
             put_value(&mut out, v);
         }
-        let align = self.alignment;
-        let mut offset = 0u64;
-        let mut offsets = Vec::with_capacity(self.tensors.len());
-        for t in &self.tensors {
+        for (t, offset) in tensors.iter().zip(offsets(tensors, self.alignment)) {
             put_str(&mut out, &t.name);
             out.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
             for d in &t.dims {
@@ -123,17 +259,52 @@ impl GgufWriter {
             }
             out.extend_from_slice(&t.ty.id().to_le_bytes());
             out.extend_from_slice(&offset.to_le_bytes());
-            offsets.push(offset);
-            offset = (offset + t.data.len() as u64).div_ceil(align) * align;
         }
-        pad_to(&mut out, align);
-        let start = out.len() as u64;
-        for (t, off) in self.tensors.iter().zip(offsets) {
-            out.resize((start + off) as usize, 0);
-            out.extend_from_slice(&t.data);
-        }
-        pad_to(&mut out, align);
+        pad_to(&mut out, self.alignment);
         out
+    }
+
+    /// Starts a file whose tensors are written one after another, without holding them in
+    /// memory: writes the metadata added so far and the infos of `tensors` (whose sizes must
+    /// match their shapes and types) to `out`, and returns a [`TensorStream`] that takes the
+    /// tensors' bytes in the same order. `path` only names the file in errors.
+    pub fn stream<W: Write>(
+        &self,
+        tensors: Vec<TensorSpec>,
+        mut out: W,
+        path: impl Into<PathBuf>,
+    ) -> Result<TensorStream<W>> {
+        let path = path.into();
+        for t in &tensors {
+            let expected = t
+                .dims
+                .first()
+                .and_then(|&d0| t.ty.row_bytes(d0))
+                .and_then(|r| t.dims[1..].iter().try_fold(r, |acc, &d| acc.checked_mul(d)));
+            if expected != Some(t.size) {
+                return Err(GgufError::Tensor {
+                    path,
+                    tensor: t.name.clone(),
+                    msg: format!(
+                        "{} bytes planned, shape {:?} of {} needs {expected:?}",
+                        t.size, t.dims, t.ty
+                    ),
+                });
+            }
+        }
+        let header = self.header(&tensors);
+        out.write_all(&header).map_err(|source| GgufError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(TensorStream {
+            out,
+            path,
+            tensors,
+            alignment: self.alignment,
+            current: 0,
+            written: 0,
+        })
     }
 
     /// Writes the file to `path`.
@@ -219,5 +390,59 @@ mod tests {
         let d = f.tensor_data(t0);
         assert_eq!(f32::from_le_bytes(d[4..8].try_into().unwrap()), 2.0);
         assert_eq!(f.tensor_info("t1").unwrap().offset % 32, 0);
+    }
+
+    #[test]
+    fn stream_matches_to_bytes_and_checks_sizes() {
+        let mut w = GgufWriter::new();
+        w.add("general.architecture", Value::String("llama".into()));
+        let t0: Vec<u8> = (0..32).collect();
+        let t1 = vec![7u8; 34];
+        w.add_tensor("t0", &[8], GgmlType::F32, t0.clone()).unwrap();
+        w.add_tensor("t1", &[32], GgmlType::Q8_0, t1.clone())
+            .unwrap();
+        let whole = w.to_bytes();
+
+        let mut meta = GgufWriter::new();
+        meta.add("general.architecture", Value::String("llama".into()));
+        let spec = |name: &str, dims: &[u64], ty, size| TensorSpec {
+            name: name.into(),
+            dims: dims.to_vec(),
+            ty,
+            size,
+        };
+        let specs = vec![
+            spec("t0", &[8], GgmlType::F32, 32),
+            spec("t1", &[32], GgmlType::Q8_0, 34),
+        ];
+        let mut s = meta.stream(specs.clone(), Vec::new(), "mem.gguf").unwrap();
+        s.write(&t0[..10]).unwrap();
+        s.write(&t0[10..]).unwrap();
+        s.end_tensor().unwrap();
+        assert_eq!(s.next_tensor().unwrap().name, "t1");
+        s.write(&t1).unwrap();
+        let err = s.write(&[0]).unwrap_err().to_string();
+        assert!(
+            err.contains("'t1'") && err.contains("more than the 34 planned"),
+            "{err}"
+        );
+        s.end_tensor().unwrap();
+        assert_eq!(s.finish().unwrap(), whole);
+
+        // A short tensor, a missing one, a size that does not fit the shape.
+        let mut s = meta.stream(specs.clone(), Vec::new(), "mem.gguf").unwrap();
+        s.write(&t0[..4]).unwrap();
+        let err = s.end_tensor().unwrap_err().to_string();
+        assert!(err.contains("4 bytes written, 32 planned"), "{err}");
+        let s = meta.stream(specs, Vec::new(), "mem.gguf").unwrap();
+        let err = s.finish().unwrap_err().to_string();
+        assert!(err.contains("after 0 of 2 tensors"), "{err}");
+        let bad = vec![spec("t1", &[32], GgmlType::Q8_0, 33)];
+        let err = meta
+            .stream(bad, Vec::new(), "x.gguf")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("x.gguf") && err.contains("'t1'"), "{err}");
     }
 }
