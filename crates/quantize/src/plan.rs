@@ -150,17 +150,7 @@ fn hparam(file: &GgufFile, key: &str) -> Option<u32> {
 }
 
 fn value_u32(v: &Value) -> Option<u32> {
-    match *v {
-        Value::U8(x) => Some(x as u32),
-        Value::U16(x) => Some(x as u32),
-        Value::U32(x) => Some(x),
-        Value::U64(x) => u32::try_from(x).ok(),
-        Value::I8(x) => u32::try_from(x).ok(),
-        Value::I16(x) => u32::try_from(x).ok(),
-        Value::I32(x) => u32::try_from(x).ok(),
-        Value::I64(x) => u32::try_from(x).ok(),
-        _ => None,
-    }
+    v.as_u64().and_then(|x| u32::try_from(x).ok())
 }
 
 /// The facts the rules read off `file`'s metadata and tensor list.

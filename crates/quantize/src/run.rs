@@ -110,6 +110,15 @@ pub fn quantize_file(
     let result = (|| {
         let mut stream = output_metadata(file, plan).stream(specs, sink, &part)?;
         let bytes_total = plan.bytes_in();
+        let report = |progress: &mut dyn FnMut(&Progress), tensor, name: &str, bytes_done| {
+            progress(&Progress {
+                tensor,
+                n_tensors: plan.tensors.len(),
+                name,
+                bytes_done,
+                bytes_total,
+            })
+        };
         let mut bytes_done = 0u64;
         let (mut n_quantized, mut n_copied) = (0, 0);
         let mut slab = Vec::new();
@@ -139,24 +148,12 @@ pub fn quantize_file(
                     stream.write(&slab)?;
                     row += rows;
                     bytes_done += rows * in_row;
-                    progress(&Progress {
-                        tensor: i,
-                        n_tensors: plan.tensors.len(),
-                        name: &t.name,
-                        bytes_done,
-                        bytes_total,
-                    });
+                    report(progress, i, &t.name, bytes_done);
                 }
                 n_quantized += 1;
             }
             stream.end_tensor()?;
-            progress(&Progress {
-                tensor: i,
-                n_tensors: plan.tensors.len(),
-                name: &t.name,
-                bytes_done,
-                bytes_total,
-            });
+            report(progress, i, &t.name, bytes_done);
         }
         let sink = stream.finish()?;
         sink.into_inner()
