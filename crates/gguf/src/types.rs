@@ -128,6 +128,14 @@ impl GgmlType {
         (n / bs).checked_mul(self.type_size() as u64)
     }
 
+    /// Bytes taken by a tensor of shape `dims` (GGUF order, innermost first), or `None` when
+    /// the rows are not whole blocks, the shape is empty, or the size overflows.
+    pub fn tensor_bytes(self, dims: &[u64]) -> Option<u64> {
+        let (&cols, rest) = dims.split_first()?;
+        rest.iter()
+            .try_fold(self.row_bytes(cols)?, |acc, &d| acc.checked_mul(d))
+    }
+
     /// All known types.
     pub fn all() -> impl Iterator<Item = GgmlType> {
         TABLE.iter().map(|e| e.0)

@@ -181,10 +181,7 @@ impl GgufWriter {
         data: Vec<u8>,
     ) -> Result<&mut Self> {
         let name = name.into();
-        let expected = dims
-            .first()
-            .and_then(|&d0| ty.row_bytes(d0))
-            .and_then(|r| dims[1..].iter().try_fold(r, |acc, &d| acc.checked_mul(d)));
+        let expected = ty.tensor_bytes(dims);
         if expected != Some(data.len() as u64) {
             return Err(GgufError::Tensor {
                 path: "<writer>".into(),
@@ -276,11 +273,7 @@ impl GgufWriter {
     ) -> Result<TensorStream<W>> {
         let path = path.into();
         for t in &tensors {
-            let expected = t
-                .dims
-                .first()
-                .and_then(|&d0| t.ty.row_bytes(d0))
-                .and_then(|r| t.dims[1..].iter().try_fold(r, |acc, &d| acc.checked_mul(d)));
+            let expected = t.ty.tensor_bytes(&t.dims);
             if expected != Some(t.size) {
                 return Err(GgufError::Tensor {
                     path,

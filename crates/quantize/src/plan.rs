@@ -214,12 +214,7 @@ pub fn plan(file: &GgufFile, opts: &Options) -> Result<Plan> {
             },
         })?;
         let to_bytes = to
-            .row_bytes(info.dims[0])
-            .and_then(|r| {
-                info.dims[1..]
-                    .iter()
-                    .try_fold(r, |acc, &d| acc.checked_mul(d))
-            })
+            .tensor_bytes(&info.dims)
             .ok_or_else(|| QuantizeError::Tensor {
                 path: path.clone(),
                 tensor: info.name.clone(),
